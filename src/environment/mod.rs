@@ -1,0 +1,233 @@
+//! Environment files: reading, strict parsing, the schema, cross-field rules, and
+//! the typed model everything downstream works from.
+
+mod document;
+pub mod image;
+mod model;
+mod rules;
+pub mod schema;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use document::Document;
+pub use model::*;
+pub use rules::check_name;
+
+use crate::diagnostic::{Diagnostic, FileReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot list environments in {dir}: {source}")]
+    List { dir: PathBuf, source: io::Error },
+    #[error("no environment files (*.json) in {dir}")]
+    NoEnvironments { dir: PathBuf },
+    #[error("no environment named `{name}` in {dir}")]
+    UnknownEnvironment { name: String, dir: PathBuf },
+    #[error("{path} already exists; refusing to overwrite it")]
+    Exists { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// A valid environment: its name (the file stem), where it came from, and its content.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    /// The file as the user named it, for messages and provenance.
+    pub path: PathBuf,
+    pub file: EnvironmentFile,
+}
+
+impl Environment {
+    /// The tracker configuration schema: stated, or known from the image tag.
+    pub fn config_schema(&self) -> ConfigSchema {
+        self.file
+            .tracker
+            .config_schema
+            .or_else(|| {
+                image::tracker_image_facts(&self.file.tracker.image).map(|f| f.config_schema)
+            })
+            .unwrap_or(ConfigSchema::V3)
+    }
+
+    /// The deploy branch: the environment's own, else `<prefix><name>`.
+    pub fn deploy_branch(&self, prefix: &str) -> String {
+        match &self.file.deploy.branch {
+            Some(branch) => branch.clone(),
+            None => format!("{prefix}{}", self.name),
+        }
+    }
+
+    /// Every secret the stack needs at deploy time, in a stable order, once each.
+    pub fn secrets(&self) -> Vec<&str> {
+        let file = &self.file;
+        let mut names = vec![file.tracker.http_api.admin_token.name()];
+        if let Database::Mysql(mysql) = &file.tracker.core.database {
+            names.push(mysql.password.name());
+            if let Some(root) = &mysql.root_password {
+                names.push(root.name());
+            }
+        }
+        if let Some(grafana) = &file.grafana {
+            names.push(grafana.admin_password.name());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|name| seen.insert(*name));
+        names
+    }
+}
+
+/// The outcome of checking one file: its diagnostics, and the environment when
+/// there were no errors (warnings allowed).
+#[derive(Debug)]
+pub struct Checked {
+    pub report: FileReport,
+    pub environment: Option<Environment>,
+}
+
+/// Checks the file at `path`. Only failing to read it is an `Err`.
+pub fn check_file(path: &Path) -> Result<Checked, Error> {
+    let bytes = fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(check_bytes(path, &bytes))
+}
+
+/// Checks an environment file's content; `path` names it (its stem is the name).
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let display = path.display().to_string();
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let mut diagnostics: Vec<Diagnostic> = rules::check_name(&name).into_iter().collect();
+
+    let document = match Document::parse(bytes) {
+        Ok(document) => document,
+        Err(found) => {
+            diagnostics.extend(found);
+            return Checked {
+                report: FileReport::new(display, text, diagnostics),
+                environment: None,
+            };
+        }
+    };
+    diagnostics.extend(schema::check(&document));
+    diagnostics.extend(rules::check_addresses(&document));
+    let mut environment = None;
+    if diagnostics.is_empty() {
+        match serde_json::from_value::<EnvironmentFile>(document.value.clone()) {
+            Ok(file) => {
+                diagnostics.extend(rules::check(&file, &document));
+                environment = Some(Environment {
+                    name,
+                    path: path.to_path_buf(),
+                    file,
+                });
+            }
+            // The schema and the model agree, so this is a bug; report it, don't panic.
+            Err(e) => diagnostics.push(Diagnostic::error("", 0..0, format!("internal error: {e}"))),
+        }
+    }
+    let report = FileReport::new(display, text, diagnostics);
+    if report.has_errors() {
+        environment = None;
+    }
+    Checked {
+        report,
+        environment,
+    }
+}
+
+/// The environment files in `dir`: every `*.json`, sorted by name.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let list_error = |source| Error::List {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(list_error)? {
+        let path = entry.map_err(list_error)?.path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NoEnvironments {
+            dir: dir.to_path_buf(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The files for the named environments, or all of them when `names` is empty.
+pub fn select(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, Error> {
+    if names.is_empty() {
+        return discover(dir);
+    }
+    names
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.json"));
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::UnknownEnvironment {
+                    name: name.clone(),
+                    dir: dir.to_path_buf(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// A complete, working environment file with every default written out.
+pub fn template(name: &str, schema_path: &str) -> String {
+    let text = include_str!("init.json")
+        .replace("@SCHEMA@", schema_path)
+        .replace("@NAME@", name);
+    debug_assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+    text
+}
+
+/// Writes `dir/NAME.json` from the template; never overwrites. Returns its path.
+pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("{name}.json"));
+    let write_error = |source| Error::Write {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(write_error)?;
+    let schema_path = dir
+        .parent()
+        .map(|root| root.join("schema/environment.schema.json"));
+    let text = template(name, "../schema/environment.schema.json");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
+            _ => write_error(source),
+        })?;
+    io::Write::write_all(&mut file, text.as_bytes()).map_err(write_error)?;
+    // Editors resolve `$schema` relative to the file: keep a copy of the schema there.
+    if let Some(schema_path) = schema_path {
+        let write_schema = |source| Error::Write {
+            path: schema_path.clone(),
+            source,
+        };
+        if let Some(parent) = schema_path.parent() {
+            fs::create_dir_all(parent).map_err(write_schema)?;
+        }
+        fs::write(&schema_path, schema::SCHEMA).map_err(write_schema)?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,248 @@
+//! The typed environment, built only from files that passed the schema.
+//! Defaults live here (and are mirrored as `default` in the schema for editors).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A reference to a secret: the name of the variable that holds it at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub secret: String,
+}
+
+impl Secret {
+    pub fn name(&self) -> &str {
+        &self.secret
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub tracker: Tracker,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<Prometheus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<Grafana>,
+    pub deploy: Deploy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigSchema {
+    #[serde(rename = "2.0.0")]
+    V2,
+    #[serde(rename = "3.0.0")]
+    V3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracker {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<ConfigSchema>,
+    #[serde(default = "default_log_level")]
+    pub log_level: LogLevel,
+    pub core: Core,
+    #[serde(default)]
+    pub udp_trackers: Vec<Listener>,
+    #[serde(default)]
+    pub http_trackers: Vec<Listener>,
+    pub http_api: HttpApi,
+    #[serde(default)]
+    pub health_check_api: HealthCheckApi,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Core {
+    pub private: bool,
+    pub listed: bool,
+    #[serde(default)]
+    pub announce_policy: AnnouncePolicy,
+    pub database: Database,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncePolicy {
+    #[serde(default = "default_interval")]
+    pub interval: u32,
+    #[serde(default = "default_interval")]
+    pub interval_min: u32,
+}
+
+impl Default for AnnouncePolicy {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            interval_min: default_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "driver", deny_unknown_fields)]
+pub enum Database {
+    #[serde(rename = "sqlite3")]
+    Sqlite {
+        #[serde(default = "default_sqlite_name")]
+        database_name: String,
+    },
+    #[serde(rename = "mysql")]
+    Mysql(Mysql),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mysql {
+    #[serde(default = "default_mysql_host")]
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub database_name: String,
+    pub user: String,
+    pub password: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl Mysql {
+    /// The stack runs its own MySQL when the host is the service name.
+    pub fn bundled(&self) -> bool {
+        self.host == default_mysql_host()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub bind_address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpApi {
+    pub bind_address: SocketAddr,
+    pub admin_token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckApi {
+    pub bind_address: SocketAddr,
+}
+
+impl Default for HealthCheckApi {
+    fn default() -> Self {
+        Self {
+            bind_address: SocketAddr::from(([127, 0, 0, 1], 1313)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prometheus {
+    #[serde(default = "default_prometheus_image")]
+    pub image: String,
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: u32,
+    #[serde(default = "default_prometheus_publish")]
+    pub publish: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    #[serde(default = "yes")]
+    pub persist_data: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grafana {
+    #[serde(default = "default_grafana_image")]
+    pub image: String,
+    #[serde(default = "default_grafana_user")]
+    pub admin_user: String,
+    pub admin_password: Secret,
+    #[serde(default = "default_grafana_publish")]
+    pub publish: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    pub host: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    pub user: String,
+    pub host_key: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+pub const DEFAULT_TRACKER_IMAGE: &str = "torrust/tracker:develop";
+pub const DEFAULT_MYSQL_IMAGE: &str = "mysql:8.4";
+
+fn default_log_level() -> LogLevel {
+    LogLevel::Info
+}
+fn default_interval() -> u32 {
+    120
+}
+fn default_sqlite_name() -> String {
+    "sqlite3.db".into()
+}
+fn default_mysql_host() -> String {
+    "mysql".into()
+}
+fn default_mysql_port() -> u16 {
+    3306
+}
+fn default_prometheus_image() -> String {
+    "prom/prometheus:v3.0.1".into()
+}
+fn default_scrape_interval() -> u32 {
+    15
+}
+fn default_prometheus_publish() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_grafana_image() -> String {
+    "grafana/grafana:11.4.0".into()
+}
+fn default_grafana_user() -> String {
+    "admin".into()
+}
+fn default_grafana_publish() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,381 @@
+//! Rules the schema cannot express. Each produces its own diagnostic, positioned
+//! through the document's pointer index.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use super::document::Document;
+use super::image::{ImageRef, tracker_image_facts};
+use super::model::{Database, EnvironmentFile};
+use crate::diagnostic::Diagnostic;
+
+/// The environment name is the file stem: `[a-z][a-z0-9-]*`, no trailing or double dash.
+pub fn check_name(name: &str) -> Option<Diagnostic> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name.len() <= 63;
+    (!valid).then(|| {
+        let suggestion: String = name
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let suggestion = suggestion
+            .split('-')
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        Diagnostic::error(
+            "",
+            0..0,
+            format!(
+                "environment name {name:?} (the file name) must be lowercase letters, digits and \
+                 single dashes, start with a letter, and be at most 63 characters"
+            ),
+        )
+        .with_hint(format!(
+            "rename the file, for example to `{suggestion}.json`"
+        ))
+    })
+}
+
+/// Every socket address in the file, as (pointer, text).
+fn address_pointers(value: &Value) -> Vec<(String, &str)> {
+    let mut found = Vec::new();
+    let mut add = |pointer: String| {
+        if let Some(text) = value.pointer(&pointer).and_then(Value::as_str) {
+            found.push((pointer, text));
+        }
+    };
+    for list in ["udp_trackers", "http_trackers"] {
+        let count = value
+            .pointer(&format!("/tracker/{list}"))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        for i in 0..count {
+            add(format!("/tracker/{list}/{i}/bind_address"));
+        }
+    }
+    add("/tracker/http_api/bind_address".into());
+    add("/tracker/health_check_api/bind_address".into());
+    add("/prometheus/publish".into());
+    add("/grafana/publish".into());
+    found
+}
+
+/// Addresses must parse as `ip:port` with a non-zero port. Runs on the raw value,
+/// before typing, so that each bad address gets its own positioned error.
+pub fn check_addresses(document: &Document) -> Vec<Diagnostic> {
+    address_pointers(&document.value)
+        .into_iter()
+        .filter_map(|(pointer, text)| {
+            let span = document.value_span(&pointer);
+            match text.parse::<SocketAddr>() {
+                Ok(address) if address.port() == 0 => Some(
+                    Diagnostic::error(pointer, span, "port 0 is not allowed here")
+                        .with_hint("choose a fixed port: clients and the firewall need to know it"),
+                ),
+                Ok(_) => None,
+                Err(_) => Some(
+                    Diagnostic::error(
+                        pointer,
+                        span,
+                        format!("{:?} is not an `ip:port` address", truncate(text)),
+                    )
+                    .with_hint("for example \"0.0.0.0:6969\", \"127.0.0.1:9090\" or \"[::]:7070\""),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(60).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Tcp,
+    Udp,
+}
+
+struct Socket {
+    service: &'static str,
+    pointer: String,
+    address: SocketAddr,
+    protocol: Protocol,
+    published: bool,
+}
+
+fn sockets(env: &EnvironmentFile) -> Vec<Socket> {
+    let tracker = &env.tracker;
+    let mut sockets = Vec::new();
+    let mut push = |service, pointer: String, address, protocol, published| {
+        sockets.push(Socket {
+            service,
+            pointer,
+            address,
+            protocol,
+            published,
+        })
+    };
+    for (i, l) in tracker.udp_trackers.iter().enumerate() {
+        let pointer = format!("/tracker/udp_trackers/{i}/bind_address");
+        push("tracker", pointer, l.bind_address, Protocol::Udp, true);
+    }
+    for (i, l) in tracker.http_trackers.iter().enumerate() {
+        let pointer = format!("/tracker/http_trackers/{i}/bind_address");
+        push("tracker", pointer, l.bind_address, Protocol::Tcp, true);
+    }
+    let api = tracker.http_api.bind_address;
+    push(
+        "tracker",
+        "/tracker/http_api/bind_address".into(),
+        api,
+        Protocol::Tcp,
+        true,
+    );
+    let health = tracker.health_check_api.bind_address;
+    let pointer = "/tracker/health_check_api/bind_address".into();
+    push("tracker", pointer, health, Protocol::Tcp, false);
+    if let Database::Mysql(mysql) = &tracker.core.database {
+        if mysql.bundled() {
+            let address = SocketAddr::from(([0, 0, 0, 0], mysql.port));
+            let pointer = "/tracker/core/database/port".into();
+            push("mysql", pointer, address, Protocol::Tcp, false);
+        }
+    }
+    if let Some(prometheus) = &env.prometheus {
+        let pointer = "/prometheus/publish".into();
+        push(
+            "prometheus",
+            pointer,
+            prometheus.publish,
+            Protocol::Tcp,
+            true,
+        );
+    }
+    if let Some(grafana) = &env.grafana {
+        push(
+            "grafana",
+            "/grafana/publish".into(),
+            grafana.publish,
+            Protocol::Tcp,
+            true,
+        );
+    }
+    sockets
+}
+
+/// Whether two sockets cannot both be bound. Inside one container published
+/// listeners bind every interface, so only the port counts there; on the host,
+/// an unspecified address overlaps every address of its family.
+fn conflict(a: &Socket, b: &Socket) -> bool {
+    if a.protocol != b.protocol || a.address.port() != b.address.port() {
+        return false;
+    }
+    if a.service == b.service {
+        return true;
+    }
+    a.published
+        && b.published
+        && (a.address.ip() == b.address.ip()
+            || (a.address.is_ipv4() == b.address.is_ipv4()
+                && (a.address.ip().is_unspecified() || b.address.ip().is_unspecified())))
+}
+
+/// Cross-field rules over a typed, schema-valid file.
+pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    let span = |pointer: &str| document.value_span(pointer);
+
+    let sockets = sockets(env);
+    for (i, a) in sockets.iter().enumerate() {
+        for b in sockets[i + 1..].iter().filter(|b| conflict(a, b)) {
+            // Report at whichever comes later in the file, naming the earlier one.
+            let (earlier, later) = if span(&a.pointer).start <= span(&b.pointer).start {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            let (line, _) = line_column(document, &earlier.pointer);
+            let protocol = match later.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            found.push(
+                Diagnostic::error(
+                    later.pointer.clone(),
+                    span(&later.pointer),
+                    format!(
+                        "{} {protocol} port {} is already used by `{}` (line {line})",
+                        later.service,
+                        later.address.port(),
+                        earlier.pointer
+                    ),
+                )
+                .with_hint("give every listener its own port"),
+            );
+        }
+    }
+
+    if env.grafana.is_some() && env.prometheus.is_none() {
+        found.push(
+            Diagnostic::error("/grafana", document.object_span("/grafana"), "`grafana` needs `prometheus`")
+                .with_hint("Grafana shows what Prometheus collects: add a `prometheus` section or remove `grafana`"),
+        );
+    }
+
+    let tracker = &env.tracker;
+    let facts = tracker_image_facts(&tracker.image);
+    match (facts, tracker.config_schema) {
+        (None, None) => found.push(
+            Diagnostic::error(
+                "/tracker/image",
+                span("/tracker/image"),
+                format!("cannot tell which configuration schema `{}` takes", tracker.image),
+            )
+            .with_hint("add \"config_schema\": \"2.0.0\" (3.0.0 release) or \"3.0.0\" (develop builds from late August 2026 on)"),
+        ),
+        (Some(facts), Some(stated)) if facts.config_schema != stated => found.push(
+            Diagnostic::error(
+                "/tracker/config_schema",
+                span("/tracker/config_schema"),
+                format!(
+                    "`{}` takes configuration schema {}, not {}",
+                    tracker.image,
+                    schema_name(facts.config_schema),
+                    schema_name(stated)
+                ),
+            )
+            .with_hint("remove `config_schema`: it is known for this image"),
+        ),
+        _ => {}
+    }
+    if let (Some(facts), Some(_)) = (facts, &env.prometheus) {
+        if !facts.metrics {
+            found.push(
+                Diagnostic::error(
+                    "/prometheus",
+                    document.object_span("/prometheus"),
+                    format!("`{}` has no metrics endpoints for Prometheus to scrape", tracker.image),
+                )
+                .with_hint("the 3.0.0 release serves JSON stats only: use a `develop` build (pinned by digest) or remove `prometheus`"),
+            );
+        }
+    }
+
+    let policy = &tracker.core.announce_policy;
+    if policy.interval_min > policy.interval {
+        let pointer = "/tracker/core/announce_policy/interval_min";
+        found.push(
+            Diagnostic::error(
+                pointer,
+                span(pointer),
+                format!(
+                    "`interval_min` ({}) is greater than `interval` ({})",
+                    policy.interval_min, policy.interval
+                ),
+            )
+            .with_hint("clients may not announce more often than `interval_min`; keep it at or below `interval`"),
+        );
+    }
+
+    if let Database::Mysql(mysql) = &tracker.core.database {
+        if mysql.user == "root" {
+            let pointer = "/tracker/core/database/user";
+            found.push(
+                Diagnostic::error(pointer, span(pointer), "the tracker must not connect to MySQL as `root`")
+                    .with_hint("use a dedicated user, for example \"torrust\"; the root password (optional) is only for administration"),
+            );
+        }
+        if !mysql.bundled() {
+            for key in ["image", "root_password"] {
+                let pointer = format!("/tracker/core/database/{key}");
+                if document.place(&pointer).is_some() {
+                    found.push(
+                        Diagnostic::error(
+                            pointer.clone(),
+                            document.key_span(&pointer),
+                            format!("`{key}` only applies to the MySQL service run by the stack (host \"mysql\")"),
+                        )
+                        .with_hint(format!("remove `{key}`, or set `host` to \"mysql\" to run MySQL in the stack")),
+                    );
+                }
+            }
+        }
+    }
+
+    let mut images = vec![("/tracker/image", tracker.image.as_str())];
+    if let Database::Mysql(mysql) = &tracker.core.database {
+        if let Some(image) = &mysql.image {
+            images.push(("/tracker/core/database/image", image));
+        }
+    }
+    if let Some(prometheus) = &env.prometheus {
+        images.push(("/prometheus/image", &prometheus.image));
+    }
+    if let Some(grafana) = &env.grafana {
+        images.push(("/grafana/image", &grafana.image));
+    }
+    for (pointer, image) in images {
+        if document.place(pointer).is_some() && ImageRef::parse(image).is_mutable() {
+            found.push(
+                Diagnostic::warning(
+                    pointer,
+                    span(pointer),
+                    format!("`{image}` is a moving tag: a redeploy may run a different build"),
+                )
+                .with_hint("pin the image by digest (`name@sha256:…`) so that what was reviewed is what runs"),
+            );
+        }
+    }
+
+    if let Some(branch) = &env.deploy.branch {
+        if !git2::Branch::name_is_valid(branch).unwrap_or(false) {
+            let pointer = "/deploy/branch";
+            found.push(
+                Diagnostic::error(
+                    pointer,
+                    span(pointer),
+                    format!("{branch:?} is not a valid git branch name"),
+                )
+                .with_hint("for example \"deploy/production\""),
+            );
+        }
+    }
+    found
+}
+
+fn schema_name(schema: super::model::ConfigSchema) -> &'static str {
+    match schema {
+        super::model::ConfigSchema::V2 => "2.0.0",
+        super::model::ConfigSchema::V3 => "3.0.0",
+    }
+}
+
+fn line_column(document: &Document, pointer: &str) -> (usize, usize) {
+    document.line_column(document.value_span(pointer).start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_file_stem_rules() {
+        for good in ["production", "eu-1", "a"] {
+            assert!(check_name(good).is_none(), "{good}");
+        }
+        for bad in ["Prod", "1st", "a--b", "a-", "with_underscore", ""] {
+            assert!(check_name(bad).is_some(), "{bad}");
+        }
+        let hint = check_name("My_Env").unwrap().hint.unwrap();
+        assert!(hint.contains("my-env.json"), "{hint}");
+    }
+}

@@ -1,0 +1,371 @@
+//! The committed JSON Schema, and its errors turned into diagnostics that point
+//! at the offending key or value.
+//!
+//! Messages are written here rather than taken from the validator: its messages
+//! quote the instance, and an instance in a secret's place may be a secret.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+
+use super::document::{Document, escape_token};
+use crate::diagnostic::Diagnostic;
+
+/// The schema text, as committed in `schema/environment.schema.json`.
+pub const SCHEMA: &str = include_str!("../../schema/environment.schema.json");
+
+fn schema() -> &'static Value {
+    static SCHEMA_VALUE: OnceLock<Value> = OnceLock::new();
+    SCHEMA_VALUE.get_or_init(|| serde_json::from_str(SCHEMA).expect("the embedded schema is JSON"))
+}
+
+fn validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft202012::new(schema()).expect("the embedded schema compiles")
+    })
+}
+
+/// Every schema violation in `document`.
+pub fn check(document: &Document) -> Vec<Diagnostic> {
+    validator()
+        .iter_errors(&document.value)
+        .flat_map(|error| diagnose(document, &error))
+        .collect()
+}
+
+fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let pointer = error.instance_path().as_str().to_string();
+    let schema_path = error.schema_path().as_str();
+    let keyword_parent = schema_path
+        .rsplit_once('/')
+        .map_or("", |(parent, _)| parent);
+    let field = field_name(&pointer);
+    let instance = error.instance();
+    let value_span = document.value_span(&pointer);
+    let in_secret = schema_path.starts_with("/$defs/secret");
+
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let known = known_keys(keyword_parent);
+            unexpected
+                .iter()
+                .map(|key| {
+                    let at = format!("{pointer}/{}", escape_token(key));
+                    let diagnostic = Diagnostic::error(
+                        at.clone(),
+                        document.key_span(&at),
+                        format!("unknown key `{}`{}", printable(key), within(&pointer)),
+                    );
+                    match closest(key, &known) {
+                        Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
+                        None => {
+                            diagnostic.with_hint(format!("expected one of: {}", known.join(", ")))
+                        }
+                    }
+                })
+                .collect()
+        }
+        ValidationErrorKind::Required { property } => {
+            let key = property.as_str().unwrap_or_default();
+            let at = format!("{pointer}/{}", escape_token(key));
+            let mut diagnostic = Diagnostic::error(
+                at,
+                document.object_span(&pointer),
+                format!("missing required key `{key}`{}", within(&pointer)),
+            );
+            if let Some(description) = describe(&format!("{keyword_parent}/properties/{key}")) {
+                diagnostic = diagnostic.with_hint(format!("`{key}`: {description}"));
+            }
+            vec![diagnostic]
+        }
+        ValidationErrorKind::Type { .. } if in_secret && !instance.is_object() => {
+            let name = suggested_secret_name(&pointer);
+            vec![
+                Diagnostic::error(
+                    pointer,
+                    value_span,
+                    format!("`{field}` must be a secret reference, not a value"),
+                )
+                .with_hint(format!(
+                    "write {{\"secret\": \"{name}\"}} and store the value as a CI secret named {name}; \
+                     secrets never go into git"
+                )),
+            ]
+        }
+        ValidationErrorKind::Type { kind } => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!(
+                "`{field}` must be {}, found {}",
+                type_name(kind),
+                json_type(instance)
+            ),
+        )],
+        ValidationErrorKind::Enum { options } => {
+            let options: Vec<String> = options
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| o.to_string())
+                .collect();
+            let mut diagnostic = Diagnostic::error(
+                pointer,
+                value_span,
+                format!(
+                    "`{field}` must be one of {}, found {}",
+                    options.join(", "),
+                    short(instance)
+                ),
+            );
+            if let Some(close) = instance.as_str().and_then(|s| {
+                closest(
+                    s,
+                    &options
+                        .iter()
+                        .map(|o| o.trim_matches('"').to_string())
+                        .collect::<Vec<_>>(),
+                )
+            }) {
+                diagnostic = diagnostic.with_hint(format!("did you mean \"{close}\"?"));
+            }
+            vec![diagnostic]
+        }
+        ValidationErrorKind::Constant { expected_value } => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!(
+                "`{field}` must be {expected_value}, found {}",
+                short(instance)
+            ),
+        )],
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            vec![bounded(
+                pointer,
+                value_span,
+                &field,
+                "at least",
+                limit,
+                instance,
+                keyword_parent,
+            )]
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            vec![bounded(
+                pointer,
+                value_span,
+                &field,
+                "at most",
+                limit,
+                instance,
+                keyword_parent,
+            )]
+        }
+        ValidationErrorKind::MaxLength { limit } => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!("`{field}` is longer than {limit} characters"),
+        )],
+        ValidationErrorKind::MinLength { limit } => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!("`{field}` is shorter than {limit} characters"),
+        )],
+        ValidationErrorKind::MaxItems { limit } => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!("`{field}` has more than {limit} entries"),
+        )],
+        ValidationErrorKind::Pattern { .. } => {
+            let what = if in_secret {
+                "secret names are UPPER_SNAKE_CASE: letters, digits and `_`, starting with a letter"
+                    .to_string()
+            } else {
+                describe(keyword_parent)
+                    .unwrap_or_else(|| "see the schema for the expected form".into())
+            };
+            vec![
+                Diagnostic::error(
+                    pointer,
+                    value_span,
+                    format!("`{field}` has an invalid value {}", short(instance)),
+                )
+                .with_hint(what),
+            ]
+        }
+        _ => vec![Diagnostic::error(
+            pointer,
+            value_span,
+            format!("`{field}` is invalid ({})", error.kind().keyword()),
+        )],
+    }
+}
+
+fn bounded(
+    pointer: String,
+    span: std::ops::Range<usize>,
+    field: &str,
+    relation: &str,
+    limit: &Value,
+    instance: &Value,
+    keyword_parent: &str,
+) -> Diagnostic {
+    let diagnostic = Diagnostic::error(
+        pointer,
+        span,
+        format!(
+            "`{field}` must be {relation} {limit}, found {}",
+            short(instance)
+        ),
+    );
+    match describe(keyword_parent) {
+        Some(description) => diagnostic.with_hint(description),
+        None => diagnostic,
+    }
+}
+
+/// The last token of a pointer, for messages (`/tracker/http_api` → `http_api`).
+fn field_name(pointer: &str) -> String {
+    match pointer.rsplit('/').next() {
+        Some(last) if !pointer.is_empty() => last.replace("~1", "/").replace("~0", "~"),
+        _ => "(document)".into(),
+    }
+}
+
+fn within(pointer: &str) -> String {
+    if pointer.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{}`", field_name(pointer))
+    }
+}
+
+/// A short, escaped rendering of a value for a message.
+fn short(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => format!("{:?}", printable(s)),
+        Value::Object(_) => "an object".into(),
+        Value::Array(_) => "an array".into(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn type_name(kind: &TypeKind) -> String {
+    let name = |t: &jsonschema::JsonType| match t.to_string().as_str() {
+        "object" => "an object".to_string(),
+        "array" => "an array".to_string(),
+        "integer" => "an integer".to_string(),
+        other => format!("a {other}"),
+    };
+    match kind {
+        TypeKind::Single(t) => name(t),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| name(&t))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+/// The property names the schema object at `schema_pointer` allows.
+fn known_keys(schema_pointer: &str) -> Vec<String> {
+    schema()
+        .pointer(&format!("{schema_pointer}/properties"))
+        .and_then(Value::as_object)
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The schema's description of the property at `schema_pointer`, following one `$ref`.
+fn describe(schema_pointer: &str) -> Option<String> {
+    let node = schema().pointer(schema_pointer)?;
+    let description = node.get("description").or_else(|| {
+        let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
+        schema().pointer(target)?.get("description")
+    })?;
+    description.as_str().map(str::to_string)
+}
+
+/// The known name closest to `candidate`, when close enough to be a typo.
+pub fn closest(candidate: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&candidate.to_lowercase(), &k.to_lowercase()),
+                k,
+            )
+        })
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k.clone())
+}
+
+/// A conventional secret name for the field at `pointer`, for hints.
+fn suggested_secret_name(pointer: &str) -> &'static str {
+    if pointer.ends_with("/admin_token") {
+        "TRACKER_ADMIN_TOKEN"
+    } else if pointer.ends_with("/root_password") {
+        "MYSQL_ROOT_PASSWORD"
+    } else if pointer.starts_with("/grafana") {
+        "GRAFANA_ADMIN_PASSWORD"
+    } else {
+        "MYSQL_PASSWORD"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys_only() {
+        let known = vec!["scrape_interval".to_string(), "image".to_string()];
+        assert_eq!(
+            closest("scrape_intervall", &known).as_deref(),
+            Some("scrape_interval")
+        );
+        assert_eq!(closest("imag", &known).as_deref(), Some("image"));
+        assert_eq!(closest("totally_else", &known), None);
+    }
+
+    #[test]
+    fn the_embedded_schema_compiles_and_describes_fields() {
+        validator();
+        assert!(known_keys("/$defs/prometheus").contains(&"scrape_interval".to_string()));
+        assert!(describe("/$defs/prometheus/properties/scrape_interval").is_some());
+    }
+}

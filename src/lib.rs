@@ -1,0 +1,10 @@
+//! tracker-gitops: environment files in git, rendered to a docker compose stack,
+//! published to deploy branches and deployed to a VM over SSH.
+//!
+//! The pipeline, one module per stage: [`environment`] (read, validate) →
+//! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`check`]
+//! (tree vs disk or git) → [`plan`] → [`publish`] → [`github`] → [`deploy`].
+
+pub mod cli;
+pub mod diagnostic;
+pub mod environment;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    tracker_gitops::cli::main()
+}
