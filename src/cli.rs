@@ -12,8 +12,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
+use crate::check::{self, ChangeKind};
 use crate::diagnostic::FileReport;
 use crate::environment::{self, Environment};
+use crate::render::{self, Rendered, Templates};
+use crate::tree::Tree;
 
 #[derive(Debug, Parser)]
 #[command(name = "tracker-gitops", version, about, propagate_version = true)]
@@ -43,6 +46,30 @@ enum Command {
     },
     /// Print the JSON Schema that environment files are validated against.
     Schema,
+    /// Render environments into OUT/<env>/ (or, with --check, compare with it).
+    Render {
+        #[command(flatten)]
+        selection: Selection,
+        /// Write nothing; exit 1 when OUT differs from a fresh render.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Which environments to work on, and where their files and output are.
+#[derive(Debug, clap::Args)]
+struct Selection {
+    /// Only this environment (repeatable; default: all).
+    #[arg(long = "env", value_name = "NAME")]
+    names: Vec<String>,
+    #[command(flatten)]
+    dirs: Environments,
+    /// Directory holding the rendered environments.
+    #[arg(long, value_name = "DIR", default_value = "build")]
+    out: PathBuf,
+    /// Directory of templates that replace the built-in ones of the same name.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +111,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
+        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -99,6 +127,7 @@ fn run(cli: Cli) -> Result<Outcome> {
             format,
         } => validate(files, &dirs.dir, format),
         Command::Init { name, dirs } => init(&name, &dirs.dir),
+        Command::Render { selection, check } => render(&selection, check),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
             Ok(Outcome::Success)
@@ -175,8 +204,119 @@ fn print_reports(reports: &[FileReport]) -> Result<()> {
     Ok(())
 }
 
+/// Validates and renders the selected environments in memory, printing any
+/// diagnostics; `None` when an environment is invalid.
+fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Rendered)>>> {
+    let files = environment::select(&selection.dirs.dir, &selection.names)?;
+    let Some(environments) = load_valid(&files)? else {
+        return Ok(None);
+    };
+    let templates = Templates::load(selection.templates.as_deref())?;
+    let rendered = environments
+        .into_iter()
+        .map(|env| {
+            let rendered = render::render(&env, &templates)?;
+            Ok((env, rendered))
+        })
+        .collect::<Result<Vec<_>, render::Error>>()?;
+    Ok(Some(rendered))
+}
+
+/// Directories in OUT that no environment renders to (only when all are selected).
+fn orphaned_outputs(
+    selection: &Selection,
+    rendered: &[(Environment, Rendered)],
+) -> Result<Vec<PathBuf>> {
+    if !selection.names.is_empty() || !selection.out.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(&selection.out)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir()
+            && !name.starts_with('.')
+            && !rendered.iter().any(|(env, _)| env.name == name)
+        {
+            orphans.push(entry.path());
+        }
+    }
+    orphans.sort();
+    Ok(orphans)
+}
+
+fn render(selection: &Selection, check: bool) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection)? else {
+        eprintln!(
+            "nothing {}: fix the errors above first",
+            if check { "checked" } else { "written" }
+        );
+        return Err(Invalid.into());
+    };
+    let orphans = orphaned_outputs(selection, &rendered)?;
+    let mut out = io::stdout().lock();
+    let mut drift = false;
+    for (env, result) in &rendered {
+        let dir = selection.out.join(&env.name);
+        let on_disk = Tree::read_dir(&dir)?;
+        let changes = check::compare(&result.tree, &on_disk);
+        let label = dir.display();
+        if changes.is_empty() {
+            writeln!(out, "{label}: up to date")?;
+            continue;
+        }
+        if check {
+            drift = true;
+            writeln!(out, "{label}: out of date ({})", check::summary(&changes))?;
+            let prefix = format!("{}/", dir.display());
+            for change in &changes {
+                let what = match change.kind {
+                    ChangeKind::Changed => "changed",
+                    ChangeKind::Missing => "missing",
+                    ChangeKind::Orphaned => "orphaned",
+                };
+                writeln!(out, "  {what}: {}", change.path)?;
+            }
+            for change in &changes {
+                write!(out, "{}", check::unified_diff(change, &prefix))?;
+            }
+        } else {
+            result.tree.replace_dir(&dir)?;
+            writeln!(out, "{label}: written ({})", check::summary(&changes))?;
+        }
+    }
+    for orphan in orphans {
+        if check {
+            drift = true;
+            writeln!(
+                out,
+                "{}: orphaned (no environment file renders to it)",
+                orphan.display()
+            )?;
+        } else {
+            std::fs::remove_dir_all(&orphan)?;
+            writeln!(
+                out,
+                "{}: removed (no environment file renders to it)",
+                orphan.display()
+            )?;
+        }
+    }
+    if drift {
+        writeln!(out, "run `tracker-gitops render` and commit the result")?;
+        return Ok(Outcome::Failure);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Invalid environment files stop a command that needs valid ones; the
+/// diagnostics are already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid environment files")]
+pub struct Invalid;
+
 /// Loads and validates files, printing their diagnostics; `None` when any is invalid.
-pub fn load_valid(files: &[PathBuf]) -> Result<Option<Vec<Environment>>> {
+fn load_valid(files: &[PathBuf]) -> Result<Option<Vec<Environment>>> {
     let checked = files
         .iter()
         .map(|path| environment::check_file(path))

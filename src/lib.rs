@@ -5,6 +5,10 @@
 //! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`check`]
 //! (tree vs disk or git) → [`plan`] → [`publish`] → [`github`] → [`deploy`].
 
+pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod environment;
+pub mod render;
+pub mod stack;
+pub mod tree;

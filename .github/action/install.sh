@@ -61,22 +61,23 @@ detect_target() {
 	esac
 }
 
-# "<owner>/<repo> <ref>" of this action. The expression values are empty in
-# some runner versions for composite actions (actions/runner#2473), so fall
-# back to the checkout path: .../_actions/<owner>/<repo>/<ref>.
+# Sets ACTION_REPO (<owner>/<repo>) and ACTION_REF of this action. The
+# expression values are empty in some runner versions for composite actions
+# (actions/runner#2473), so fall back to the checkout path, which is
+# .../_actions/<owner>/<repo>/<ref> for a remote action.
 action_identity() {
-	local repo=${TG_ACTION_REPOSITORY:-} ref=${TG_ACTION_REF:-}
-	if [[ -z ${repo} || -z ${ref} ]]; then
+	ACTION_REPO=${TG_ACTION_REPOSITORY:-}
+	ACTION_REF=${TG_ACTION_REF:-}
+	if [[ -z ${ACTION_REPO} || -z ${ACTION_REF} ]]; then
 		local path=${GITHUB_ACTION_PATH:-}
 		if [[ ${path} == */_actions/*/*/* ]]; then
 			local rest=${path#*/_actions/}
 			local owner=${rest%%/*}
 			rest=${rest#*/}
-			repo="${owner}/${rest%%/*}"
-			ref=${rest#*/}
+			ACTION_REPO="${owner}/${rest%%/*}"
+			ACTION_REF=${rest#*/}
 		fi
 	fi
-	printf '%s %s' "${repo}" "${ref}"
 }
 
 crate_version() {
@@ -99,15 +100,21 @@ commit_of() {
 source_hash() {
 	(
 		cd "${GITHUB_ACTION_PATH}"
-		find Cargo.toml Cargo.lock build.rs src templates schema -type f -print0 2>/dev/null |
+		local -a paths=()
+		local p
+		for p in Cargo.toml Cargo.lock build.rs src templates schema; do
+			[[ -e ${p} ]] && paths+=("${p}")
+		done
+		find "${paths[@]}" -type f -print0 |
 			LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 	)
 }
 
 resolve() {
-	local target repo ref version="${TG_VERSION:-}" mode=source tag=''
+	local target version="${TG_VERSION:-}" mode=source tag=''
 	target=$(detect_target)
-	read -r repo ref <<<"$(action_identity)"
+	action_identity
+	local repo=${ACTION_REPO} ref=${ACTION_REF}
 	log "action: ${repo:-?}@${ref:-?}; runner target: ${target:-none}"
 
 	if [[ ${version} == source ]]; then
@@ -132,10 +139,12 @@ resolve() {
 				local a b
 				a=$(commit_of "${repo}" "${ref}" || true)
 				b=$(commit_of "${repo}" "v${crate}" || true)
-				if [[ -n ${a} && ${a} == "${b}" ]]; then
+				if [[ -z ${a} || -z ${b} ]]; then
+					log "could not resolve ${ref} and v${crate} to commits; not using release v${crate}"
+				elif [[ ${a} == "${b}" ]]; then
 					candidates+=("v${crate}")
 				else
-					log "${ref} and v${crate} are not the same commit; not using release v${crate}"
+					log "${ref} (${a}) and v${crate} (${b}) differ; not using release v${crate}"
 				fi
 			fi
 		else
@@ -177,8 +186,10 @@ resolve() {
 }
 
 install_release() {
-	local tag=${TG_RELEASE_VERSION:?} target=${TG_TARGET:?} dir=${TG_DIR:?} repo
-	read -r repo _ <<<"$(action_identity)"
+	local tag=${TG_RELEASE_VERSION:?} target=${TG_TARGET:?} dir=${TG_DIR:?}
+	action_identity
+	local repo=${ACTION_REPO}
+	[[ -n ${repo} ]] || die "cannot tell which repository this action comes from"
 	local asset="${NAME}-${target}.tar.gz"
 	local base
 	base="$(server_url)/${repo}/releases/download/${tag}"

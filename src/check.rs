@@ -1,0 +1,138 @@
+//! Comparing two trees — a fresh render against `build/` on disk, or against a
+//! tree read from git — and showing the difference as unified diffs.
+
+use std::fmt::Write as _;
+
+use similar::TextDiff;
+
+use crate::tree::Tree;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The render has the file; the other side does not.
+    Missing,
+    /// The other side has a file the render no longer produces.
+    Orphaned,
+    Changed,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileChange<'a> {
+    pub path: &'a str,
+    pub kind: ChangeKind,
+    /// The other side's content (`None` when missing there).
+    pub old: Option<&'a [u8]>,
+    /// The render's content (`None` when orphaned).
+    pub new: Option<&'a [u8]>,
+}
+
+/// Every difference between `old` and the rendered `new`, by path.
+pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
+    let mut changes: Vec<FileChange<'a>> = new
+        .iter()
+        .filter_map(|(path, bytes)| match old.get(path) {
+            None => Some(FileChange {
+                path,
+                kind: ChangeKind::Missing,
+                old: None,
+                new: Some(bytes),
+            }),
+            Some(before) if before != bytes => Some(FileChange {
+                path,
+                kind: ChangeKind::Changed,
+                old: Some(before),
+                new: Some(bytes),
+            }),
+            Some(_) => None,
+        })
+        .collect();
+    changes.extend(
+        old.iter()
+            .filter(|(path, _)| new.get(path).is_none())
+            .map(|(path, bytes)| FileChange {
+                path,
+                kind: ChangeKind::Orphaned,
+                old: Some(bytes),
+                new: None,
+            }),
+    );
+    changes.sort_by_key(|c| c.path);
+    changes
+}
+
+/// Counts of each kind, e.g. "2 changed, 1 missing".
+pub fn summary(changes: &[FileChange]) -> String {
+    let count = |kind| changes.iter().filter(|c| c.kind == kind).count();
+    [
+        (count(ChangeKind::Changed), "changed"),
+        (count(ChangeKind::Missing), "missing"),
+        (count(ChangeKind::Orphaned), "orphaned"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// A unified diff of one change; `prefix` is prepended to the path in the headers.
+pub fn unified_diff(change: &FileChange, prefix: &str) -> String {
+    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+    let (old, new) = (text(change.old), text(change.new));
+    let old_header = match change.kind {
+        ChangeKind::Missing => "/dev/null".to_string(),
+        _ => format!("a/{prefix}{}", change.path),
+    };
+    let new_header = match change.kind {
+        ChangeKind::Orphaned => "/dev/null".to_string(),
+        _ => format!("b/{prefix}{}", change.path),
+    };
+    let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
+    let diff = TextDiff::from_lines(&old, &new);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header(&old_header, &new_header)
+    );
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push_str("\n\\ No newline at end of file\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_and_diffs() {
+        let mut new = Tree::default();
+        new.insert("a", "1\n2\n");
+        new.insert("b", "same\n");
+        new.insert("c", "new\n");
+        let mut old = Tree::default();
+        old.insert("a", "1\n3\n");
+        old.insert("b", "same\n");
+        old.insert("d", "gone\n");
+        let changes = compare(&new, &old);
+        let kinds: Vec<_> = changes.iter().map(|c| (c.path, c.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", ChangeKind::Changed),
+                ("c", ChangeKind::Missing),
+                ("d", ChangeKind::Orphaned)
+            ]
+        );
+        assert_eq!(summary(&changes), "1 changed, 1 missing, 1 orphaned");
+        let diff = unified_diff(&changes[0], "build/x/");
+        assert_eq!(
+            diff,
+            "--- a/build/x/a\n+++ b/build/x/a\n@@ -1,2 +1,2 @@\n 1\n-3\n+2\n"
+        );
+        assert!(unified_diff(&changes[2], "").starts_with("--- a/d\n+++ /dev/null\n"));
+    }
+}

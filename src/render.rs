@@ -1,0 +1,388 @@
+//! Rendering: an environment and its stack become a [`Tree`] of files through
+//! handlebars templates. Values reach the files only through quoting helpers, so
+//! no string in an environment file can add a key or break a file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde_json::{Value, json};
+
+use crate::environment::{ConfigSchema, Database, Environment, LogLevel};
+use crate::stack::{self, CONFIG_HASH_LABEL, Part, Stack};
+use crate::tree::Tree;
+
+/// The templates shipped in the binary, by name.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "docker-compose.yml.hbs",
+        include_str!("../templates/docker-compose.yml.hbs"),
+    ),
+    (
+        "tracker-2.0.0.toml.hbs",
+        include_str!("../templates/tracker-2.0.0.toml.hbs"),
+    ),
+    (
+        "tracker-3.0.0.toml.hbs",
+        include_str!("../templates/tracker-3.0.0.toml.hbs"),
+    ),
+    (
+        "prometheus.yml.hbs",
+        include_str!("../templates/prometheus.yml.hbs"),
+    ),
+    (
+        "grafana-datasources.yml.hbs",
+        include_str!("../templates/grafana-datasources.yml.hbs"),
+    ),
+];
+
+/// Where the machine-readable stack goes in the tree; plans compare it.
+pub const STACK_FILE: &str = ".tracker-gitops/stack.json";
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("template {name}{}: {message}", at(*line, *column))]
+    Template {
+        name: String,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
+    #[error("cannot read templates from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: unknown template `{name}`; templates are: {known}")]
+    UnknownTemplate {
+        path: PathBuf,
+        name: String,
+        known: String,
+    },
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+/// The compiled templates with their helpers.
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+impl Templates {
+    /// The built-in templates, each replaced by a file of the same name in
+    /// `overrides` when given.
+    pub fn load(overrides: Option<&Path>) -> Result<Self, Error> {
+        let mut sources: BTreeMap<String, String> = TEMPLATES
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect();
+        if let Some(dir) = overrides {
+            let read_error = |source| Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            };
+            for entry in fs::read_dir(dir).map_err(read_error)? {
+                let path = entry.map_err(read_error)?.path();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if !sources.contains_key(&name) {
+                    return Err(Error::UnknownTemplate {
+                        path,
+                        name,
+                        known: TEMPLATES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                let text = fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                sources.insert(name, text);
+            }
+        }
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("yaml", Box::new(yaml_helper));
+        registry.register_helper("compose", Box::new(compose_helper));
+        registry.register_helper("toml", Box::new(toml_helper));
+        for (name, text) in sources {
+            registry
+                .register_template_string(&name, text)
+                .map_err(|e| Error::Template {
+                    name: name.clone(),
+                    line: e.pos().map(|(line, _)| line),
+                    column: e.pos().map(|(_, column)| column),
+                    message: e.reason().to_string(),
+                })?;
+        }
+        Ok(Self { registry })
+    }
+
+    fn render(&self, name: &str, data: &Value) -> Result<String, Error> {
+        self.registry
+            .render(name, data)
+            .map_err(|e| Error::Template {
+                name: e.template_name.clone().unwrap_or_else(|| name.to_string()),
+                line: e.line_no,
+                column: e.column_no,
+                message: e.reason().to_string(),
+            })
+    }
+}
+
+/// An environment rendered: the stack (with config hashes) and every file.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub stack: Stack,
+    pub tree: Tree,
+}
+
+/// Renders one environment. Pure: same environment, same bytes.
+pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Error> {
+    let mut stack = stack::plan(env);
+    let source = source_name(env);
+    let header = format!(
+        "# Generated by tracker-gitops from {source}. Do not edit: change the environment file and run `tracker-gitops render`."
+    );
+    let data = json!({
+        "header": header,
+        "hash_label": CONFIG_HASH_LABEL,
+        "tracker": tracker_view(env),
+        "prometheus": env.file.prometheus.as_ref().map(|p| json!({
+            "scrape_interval": p.scrape_interval,
+            "target": format!("tracker:{}", env.file.tracker.http_api.bind_address.port()),
+            "token_file": stack::secret_path(stack::ADMIN_TOKEN_SECRET),
+        })),
+    });
+
+    let mut tree = Tree::default();
+    let tracker_template = match env.config_schema() {
+        ConfigSchema::V2 => "tracker-2.0.0.toml.hbs",
+        ConfigSchema::V3 => "tracker-3.0.0.toml.hbs",
+    };
+    tree.insert(
+        "storage/tracker/etc/tracker.toml",
+        templates.render(tracker_template, &data)?,
+    );
+    if let Database::Sqlite { .. } = env.file.tracker.core.database {
+        // The SQLite file's directory must exist before the tracker starts.
+        tree.insert(
+            "storage/tracker/lib/database/.keep",
+            format!("{header}\n# The tracker's SQLite database lives here, outside git.\n"),
+        );
+    }
+    if env.file.prometheus.is_some() {
+        tree.insert(
+            "storage/prometheus/etc/prometheus.yml",
+            templates.render("prometheus.yml.hbs", &data)?,
+        );
+    }
+    if env.file.grafana.is_some() {
+        tree.insert(
+            "storage/grafana/provisioning/datasources/prometheus.yml",
+            templates.render("grafana-datasources.yml.hbs", &data)?,
+        );
+    }
+    for service in &mut stack.services {
+        service.config_hash = tree.hash_under(service.bind_sources());
+    }
+
+    let mut data = data;
+    data["stack"] = serde_json::to_value(&stack).expect("the stack serializes");
+    tree.insert(
+        COMPOSE_FILE,
+        templates.render("docker-compose.yml.hbs", &data)?,
+    );
+    let manifest = json!({
+        "generated_by": header.trim_start_matches("# "),
+        "stack": stack,
+    });
+    let mut manifest = serde_json::to_string_pretty(&manifest).expect("the stack serializes");
+    manifest.push('\n');
+    tree.insert(STACK_FILE, manifest);
+    Ok(Rendered { stack, tree })
+}
+
+/// `environments/<name>.json`, from the last two components of the path, so the
+/// header does not depend on where the checkout is.
+pub fn source_name(env: &Environment) -> String {
+    let mut parts: Vec<String> = env
+        .path
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.reverse();
+    parts.join("/")
+}
+
+/// The tracker settings as the configuration file needs them.
+fn tracker_view(env: &Environment) -> Value {
+    let tracker = &env.file.tracker;
+    // Published listeners bind every interface inside the container; the host
+    // side of the port mapping decides where they are reachable.
+    let inside = |address: SocketAddr| SocketAddr::from(([0, 0, 0, 0], address.port())).to_string();
+    let database = match &tracker.core.database {
+        Database::Sqlite { database_name } => json!({
+            "driver": "sqlite3",
+            "path": format!("{}/database/{database_name}", stack::TRACKER_DATA_DIR),
+        }),
+        Database::Mysql(mysql) => json!({
+            "driver": "mysql",
+            "path": null,
+            "host": mysql.host,
+            "port": mysql.port,
+            "user": mysql.user,
+            "name": mysql.database_name,
+        }),
+    };
+    json!({
+        "log_level": match tracker.log_level {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        },
+        "listed": tracker.core.listed,
+        "private": tracker.core.private,
+        "interval": tracker.core.announce_policy.interval,
+        "interval_min": tracker.core.announce_policy.interval_min,
+        "database": database,
+        "udp": tracker.udp_trackers.iter().map(|l| inside(l.bind_address)).collect::<Vec<_>>(),
+        "http": tracker.http_trackers.iter().map(|l| inside(l.bind_address)).collect::<Vec<_>>(),
+        "api": inside(tracker.http_api.bind_address),
+        "health": tracker.health_check_api.bind_address.to_string(),
+    })
+}
+
+/// A double-quoted string that is valid, and means the same, in YAML and TOML:
+/// every control character (and the BOM) escaped, so no value can end the
+/// string, the line or the file.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Compose interpolates `$` everywhere; literal text must double it.
+fn compose_literal(text: &str) -> String {
+    text.replace('$', "$$")
+}
+
+fn scalar(value: &Value, quote_string: impl Fn(&str) -> String) -> Result<String, RenderError> {
+    match value {
+        Value::String(s) => Ok(quote_string(s)),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(RenderErrorReason::Other(format!("cannot quote {other} as a scalar")).into()),
+    }
+}
+
+fn param<'a>(h: &'a Helper, name: &'static str) -> Result<&'a Value, RenderError> {
+    h.param(0)
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, 0).into())
+}
+
+fn yaml_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&scalar(param(h, "yaml")?, quote)?)?;
+    Ok(())
+}
+
+fn toml_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&scalar(param(h, "toml")?, quote)?)?;
+    Ok(())
+}
+
+/// A YAML scalar for a compose file: literal `$` escaped; an environment value
+/// (a list of parts) becomes text with `${NAME:?…}` for its secrets, so that
+/// compose fails, naming the secret, when it is not set.
+fn compose_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = param(h, "compose")?;
+    let text = match value {
+        Value::Array(_) => {
+            let parts: Vec<Part> = serde_json::from_value(value.clone())
+                .map_err(|e| RenderErrorReason::Other(format!("not an environment value: {e}")))?;
+            quote(
+                &parts
+                    .iter()
+                    .map(|part| match part {
+                        Part::Text(text) => compose_literal(text),
+                        Part::Secret(name) => {
+                            format!("${{{name}:?secret {name} is not set}}")
+                        }
+                    })
+                    .collect::<String>(),
+            )
+        }
+        other => scalar(other, |s| quote(&compose_literal(s)))?,
+    };
+    out.write(&text)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_everything_that_could_break_out() {
+        assert_eq!(quote("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(quote("x\ny: z"), r#""x\ny: z""#);
+        assert_eq!(quote("\u{0}\u{7f}\u{85}"), r#""\u0000\u007F\u0085""#);
+        assert_eq!(compose_literal("${HOME}"), "$${HOME}");
+    }
+}

@@ -1,0 +1,172 @@
+//! A rendered environment in memory (relative path → bytes), and its two ways
+//! to and from a directory: read it back, and replace it atomically.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl Tree {
+    /// Adds a file; `path` is relative, `/`-separated.
+    pub fn insert(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>) {
+        self.files.insert(path.into(), bytes.into());
+    }
+
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(Vec::as_slice)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.files.iter().map(|(p, b)| (p.as_str(), b.as_slice()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// A short, stable hash of the files under the given directories (their
+    /// paths and contents).
+    pub fn hash_under<'a>(&self, dirs: impl IntoIterator<Item = &'a str>) -> String {
+        let mut hasher = Sha256::new();
+        for dir in dirs {
+            let prefix = format!("{}/", dir.trim_end_matches('/'));
+            for (path, bytes) in self.files.range(prefix.clone()..) {
+                if !path.starts_with(&prefix) {
+                    break;
+                }
+                hasher.update(path.as_bytes());
+                hasher.update([0]);
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(bytes);
+            }
+        }
+        hex(&hasher.finalize()[..8])
+    }
+
+    /// Reads every file below `dir` (none if it does not exist).
+    pub fn read_dir(dir: &Path) -> Result<Self, Error> {
+        let mut tree = Self::default();
+        if dir.is_dir() {
+            read_into(&mut tree, dir, "")?;
+        }
+        Ok(tree)
+    }
+
+    /// Makes `dir` hold exactly this tree: written to a temporary sibling, then
+    /// swapped in, so a reader sees the old tree or the new one, never a mix,
+    /// and a failure leaves the old one in place.
+    pub fn replace_dir(&self, dir: &Path) -> Result<(), Error> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let write_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Write { path, source }
+        };
+        fs::create_dir_all(parent).map_err(write_error(parent))?;
+        let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
+        let retired = parent.join(format!(".{name}.old-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        let result = (|| {
+            for (path, bytes) in &self.files {
+                let target = staging.join(path);
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(write_error(parent))?;
+                }
+                fs::write(&target, bytes).map_err(write_error(&target))?;
+            }
+            if dir.exists() {
+                fs::rename(dir, &retired).map_err(write_error(dir))?;
+            }
+            if let Err(e) = fs::rename(&staging, dir) {
+                let _ = fs::rename(&retired, dir);
+                return Err(write_error(dir)(e));
+            }
+            Ok(())
+        })();
+        let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_dir_all(&retired);
+        result
+    }
+}
+
+fn read_into(tree: &mut Tree, dir: &Path, prefix: &str) -> Result<(), Error> {
+    let read_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Read { path, source }
+    };
+    let mut entries = fs::read_dir(dir)
+        .map_err(read_error(dir))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_error(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relative = format!("{prefix}{name}");
+        if path.is_dir() {
+            read_into(tree, &path, &format!("{relative}/"))?;
+        } else {
+            let bytes = fs::read(&path).map_err(read_error(&path))?;
+            tree.insert(relative, bytes);
+        }
+    }
+    Ok(())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_covers_only_the_directory() {
+        let mut tree = Tree::default();
+        tree.insert("storage/a/x", "1");
+        tree.insert("storage/ab/y", "2");
+        let before = tree.hash_under(["storage/a"]);
+        tree.insert("storage/ab/y", "3");
+        assert_eq!(before, tree.hash_under(["storage/a"]));
+        tree.insert("storage/a/x", "changed");
+        assert_ne!(before, tree.hash_under(["storage/a"]));
+        assert_eq!(before.len(), 16);
+    }
+
+    #[test]
+    fn replace_dir_leaves_exactly_the_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("env");
+        fs::create_dir_all(dir.join("old")).unwrap();
+        fs::write(dir.join("old/orphan"), "x").unwrap();
+        let mut tree = Tree::default();
+        tree.insert("a/b.txt", "hello");
+        tree.replace_dir(&dir).unwrap();
+        assert_eq!(Tree::read_dir(&dir).unwrap(), tree);
+        let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+}
