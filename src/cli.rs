@@ -113,7 +113,8 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Failure) => ExitCode::from(1),
         Err(e) if e.is::<Invalid>() => ExitCode::from(2),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Library errors carry their causes in their messages.
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }

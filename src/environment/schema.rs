@@ -247,7 +247,7 @@ fn within(pointer: &str) -> String {
 /// A short, escaped rendering of a value for a message.
 fn short(value: &Value) -> String {
     let text = match value {
-        Value::String(s) => format!("{:?}", printable(s)),
+        Value::String(s) => format!("{s:?}"),
         Value::Object(_) => "an object".into(),
         Value::Array(_) => "an array".into(),
         other => other.to_string(),

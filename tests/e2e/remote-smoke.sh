@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Development aid: drives src/deploy/remote.sh over real ssh against the
+# loopback "VM" of vm.sh, with the e2e images of images.sh and a local bare
+# repository holding a hand-written stack on branch deploy/demo:
+#   good deploy, no-op re-deploy, bad config rolled back, commit not on the
+#   branch, file drift, two concurrent deploys (one gets the lock error),
+#   status in and out of sync, secrets kept out of argv/logs/files.
+# Must run as root; cleans up everything it started. Takes about 2 minutes.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+REMOTE_SH="$TOP/src/deploy/remote.sh"
+BRANCH=deploy/demo
+PROJECT="tg-smoke-$$"
+REMOTE_ROOT="/home/tg-deploy/tg-smoke-$$"
+HEALTH_URL=http://127.0.0.1:1313/health_check
+TOKEN="smoke-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+PASSWORD="p@ss w'o\"rd \$HOME $(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+
+WORK=$(mktemp -d /tmp/tg-remote-smoke.XXXXXX)
+chmod 0755 "$WORK"
+pass=0
+fail=0
+
+cleanup() {
+  local rc=$?
+  set +e
+  docker compose -p "$PROJECT" down -v --remove-orphans --timeout 5 >/dev/null 2>&1
+  rm -rf -- "$REMOTE_ROOT"
+  "$HERE/vm.sh" stop "$WORK/vm"
+  rm -rf -- "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); printf 'ok   %s\n' "$*"; }
+bad() { fail=$((fail + 1)); printf 'FAIL %s\n' "$*"; }
+check() { # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+g() { git -c safe.directory='*' -c user.name=smoke -c user.email=smoke@localhost "$@"; }
+
+"$HERE/images.sh"
+"$HERE/vm.sh" start "$WORK/vm"
+# shellcheck source=/dev/null
+source "$WORK/vm/vm.env"
+
+ssh_vm() {
+  ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$VM_KNOWN_HOSTS" \
+    -i "$VM_KEY" -p "$VM_PORT" "$VM_USER@$VM_HOST" "$@"
+}
+
+# remote NAME OP ARGS...: run remote.sh with the secrets block prepended;
+# stdout/stderr/rc land in $WORK/NAME.{out,err,rc}.
+remote() {
+  local name=$1 rc=0
+  shift
+  {
+    printf "TG_SECRETS_B64='TRACKER_ADMIN_TOKEN=%s\nMYSQL_PASSWORD=%s'\n" \
+      "$(printf '%s' "$TOKEN" | base64 -w0)" "$(printf '%s' "$PASSWORD" | base64 -w0)"
+    cat "$REMOTE_SH"
+  } | ssh_vm bash -s -- "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  printf '%s\n' "$rc" >"$WORK/$name.rc"
+}
+rc_of() { cat "$WORK/$1.rc"; }
+deploy() { remote "$1" deploy "$REMOTE_ROOT" "$WORK/repo.git" "$BRANCH" "$2" 0 60 "$HEALTH_URL"; }
+has_line() { grep -qxF -- "$2" "$WORK/$1.out"; }
+
+# ---------------------------------------------------------------- the repo
+g init -q --bare "$WORK/repo.git"
+g init -q -b "$BRANCH" "$WORK/src"
+S="$WORK/src"
+mkdir -p "$S/storage/tracker/etc" "$S/storage/tracker/lib/database" "$S/storage/prometheus/etc"
+touch "$S/storage/tracker/lib/database/.gitkeep"
+
+write_tracker_toml() { # THRESHOLD
+  cat >"$S/storage/tracker/etc/tracker.toml" <<EOF
+[metadata]
+app = "torrust-tracker"
+purpose = "configuration"
+schema_version = "2.0.0"
+
+[logging]
+threshold = "$1"
+
+[core]
+listed = false
+private = false
+
+[core.database]
+driver = "sqlite3"
+path = "/var/lib/torrust/tracker/database/sqlite3.db"
+
+[[udp_trackers]]
+bind_address = "0.0.0.0:6969"
+
+[[http_trackers]]
+bind_address = "0.0.0.0:7070"
+
+[http_api]
+bind_address = "0.0.0.0:1212"
+
+[health_check_api]
+bind_address = "127.0.0.1:1313"
+EOF
+}
+cat >"$S/storage/prometheus/etc/prometheus.yml" <<'EOF'
+global:
+  scrape_interval: 15s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["localhost:9090"]
+EOF
+
+write_compose() { # TRACKER_HEALTH_INTERVAL
+  local th ph
+  th=$(sha256sum <"$S/storage/tracker/etc/tracker.toml" | cut -c1-16)
+  ph=$(sha256sum <"$S/storage/prometheus/etc/prometheus.yml" | cut -c1-16)
+  cat >"$S/docker-compose.yml" <<EOF
+name: $PROJECT
+services:
+  tracker:
+    image: tracker-gitops-e2e/tracker:3.0.0
+    restart: unless-stopped
+    environment:
+      TORRUST_TRACKER_CONFIG_TOML_PATH: /etc/torrust/tracker/tracker.toml
+      TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__DRIVER: sqlite3
+      TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN: \${TRACKER_ADMIN_TOKEN:?TRACKER_ADMIN_TOKEN is not set}
+    volumes:
+      - ./storage/tracker/etc/tracker.toml:/etc/torrust/tracker/tracker.toml:ro
+      - ./storage/tracker/lib:/var/lib/torrust/tracker
+    labels:
+      tracker-gitops.config-hash: "$th"
+    healthcheck:
+      test: ["CMD", "/usr/bin/http_health_check", "$HEALTH_URL"]
+      interval: $1
+      timeout: 5s
+      retries: 3
+      start_period: 5s
+  prometheus:
+    image: tracker-gitops-e2e/prometheus:2.42
+    restart: unless-stopped
+    depends_on: [tracker]
+    environment:
+      SMOKE_PASSWORD: \${MYSQL_PASSWORD:-}
+    volumes:
+      - ./storage/prometheus/etc/prometheus.yml:/etc/prometheus/prometheus.yml:ro
+      - prometheus_data:/prometheus
+    labels:
+      tracker-gitops.config-hash: "$ph"
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:9090/-/healthy"]
+      interval: 2s
+      timeout: 5s
+      retries: 10
+volumes:
+  prometheus_data: {}
+EOF
+}
+commit() { # MESSAGE -> prints sha
+  g -C "$S" add -A >/dev/null
+  g -C "$S" commit -q -m "$1"
+  g -C "$S" rev-parse HEAD
+}
+push() {
+  g -C "$S" push -q "$WORK/repo.git" "HEAD:refs/heads/$BRANCH"
+  chown -R tg-deploy: "$WORK/repo.git"
+}
+
+write_tracker_toml info
+write_compose 2s
+C1=$(commit "good stack")
+push
+start=$SECONDS
+
+# ---------------------------------------------------------------- 1. deploy
+deploy d1 "$C1"
+check "good deploy exits 0 ($((SECONDS - start))s)" [ "$(rc_of d1)" = 0 ]
+check "good deploy reports deployed" has_line d1 "@@tracker-gitops result deployed $C1"
+check "steps announced in order" diff <(grep -o 'step [a-z]*' "$WORK/d1.out" | tr '\n' ' ') \
+  <(printf 'step lock step fetch step checkout step secrets step pull step up step health ')
+check "stdout carries only markers" [ -z "$(grep -v '^@@tracker-gitops ' "$WORK/d1.out")" ]
+check "admin token reached the tracker" docker exec "$PROJECT-tracker-1" \
+  wget -qO /dev/null "http://127.0.0.1:1212/api/v1/stats?token=$TOKEN"
+check "secret with quotes/spaces/\$ round-trips" \
+  [ "$(docker exec "$PROJECT-prometheus-1" printenv SMOKE_PASSWORD)" = "$PASSWORD" ]
+check "secrets.env is 0600" [ "$(stat -c %a "$REMOTE_ROOT/secrets.env")" = 600 ]
+
+# ---------------------------------------------------------------- 2. no-op
+t=$SECONDS
+deploy d2 "$C1"
+check "re-deploy is a no-op ($((SECONDS - t))s)" has_line d2 "@@tracker-gitops result noop $C1"
+check "no-op exits 0" [ "$(rc_of d2)" = 0 ]
+remote s1 status "$REMOTE_ROOT" "$BRANCH"
+check "status in sync" [ "$(rc_of s1)" = 0 ]
+check "status lists the tracker" has_line s1 "service tracker running healthy"
+
+# ---------------------------------------------------------------- 3. bad config
+write_tracker_toml bogus
+write_compose 2s
+C2=$(commit "tracker config the tracker rejects")
+push
+t=$SECONDS
+deploy d3 "$C2"
+check "bad deploy exits 1 ($((SECONDS - t))s)" [ "$(rc_of d3)" = 1 ]
+check "bad deploy rolled back to C1" has_line d3 "@@tracker-gitops result rolled-back $C1"
+check "rollback step announced" has_line d3 "@@tracker-gitops step rollback"
+check "tracker logs shown on stderr" grep -q 'UnknownVariant' "$WORK/d3.err"
+check "deployed still C1" [ "$(cat "$REMOTE_ROOT/deployed")" = "$C1" ]
+check "tracker healthy again" [ "$(docker inspect -f '{{.State.Health.Status}}' "$PROJECT-tracker-1")" = healthy ]
+remote s2 status "$REMOTE_ROOT" "$BRANCH"
+check "status out of sync (branch ahead)" [ "$(rc_of s2)" = 1 ]
+check "status shows the branch tip" has_line s2 "branch: $C2"
+
+# ---------------------------------------------------------------- 4. not on branch
+g -C "$S" checkout -q -b stray
+echo stray >"$S/stray.txt"
+C_STRAY=$(commit "not on the deploy branch")
+g -C "$S" push -q "$WORK/repo.git" HEAD:refs/heads/stray
+chown -R tg-deploy: "$WORK/repo.git"
+g -C "$S" checkout -q "$BRANCH"
+deploy d4 "$C_STRAY"
+check "commit not on branch exits 2" [ "$(rc_of d4)" = 2 ]
+check "commit not on branch says so" grep -q 'is not on the deploy branch' "$WORK/d4.err"
+
+# ---------------------------------------------------------------- 5. drift
+echo '# edited by hand' >>"$REMOTE_ROOT/checkout/storage/prometheus/etc/prometheus.yml"
+remote s3 status "$REMOTE_ROOT" "$BRANCH"
+check "status reports file drift" has_line s3 "drift: file storage/prometheus/etc/prometheus.yml"
+
+# ---------------------------------------------------------------- 6. concurrency
+write_tracker_toml warn
+write_compose 12s # first healthcheck after 12 s: holds the lock > 10 s
+C3=$(commit "good change, slow to become healthy")
+push
+t=$SECONDS
+deploy d5 "$C3" &
+p1=$!
+sleep 1
+deploy d6 "$C3" &
+p2=$!
+wait "$p1" "$p2"
+codes="$(rc_of d5) $(rc_of d6)"
+check "concurrent deploys: one 0, one 4 (got $codes, $((SECONDS - t))s)" \
+  [ "$codes" = "0 4" -o "$codes" = "4 0" ]
+check "lock error names the holder" grep -hq "deploy in progress by tg-deploy@.* commit=$C3" "$WORK/d5.err" "$WORK/d6.err"
+remote s4 status "$REMOTE_ROOT" "$BRANCH"
+check "status in sync after C3 (drift repaired)" [ "$(rc_of s4)" = 0 ]
+
+# ---------------------------------------------------------------- audit, secrets
+check "audit.log has one line per attempt (6)" [ "$(wc -l <"$REMOTE_ROOT/audit.log")" = 6 ]
+check "audit results" diff <(awk '{print $3}' "$REMOTE_ROOT/audit.log" | sort) \
+  <(printf '%s\n' result=deployed result=deployed result=failed result=lock-busy result=noop result=rolled-back | sort)
+check "token absent from remote files but secrets.env" \
+  [ -z "$(grep -rlF -- "$TOKEN" "$REMOTE_ROOT" --exclude=secrets.env 2>/dev/null)" ]
+check "token absent from all script output" [ -z "$(cat "$WORK"/*.out "$WORK"/*.err | grep -F -- "$TOKEN")" ]
+
+cat "$REMOTE_ROOT/audit.log"
+printf '%s passed, %s failed\n' "$pass" "$fail"
+[ "$fail" = 0 ]

@@ -1,0 +1,124 @@
+//! A throwaway project directory with environment files, and the real binary run
+//! inside it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// The repository root, where the shipped examples live.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Project {
+    dir: TempDir,
+}
+
+impl Project {
+    /// An empty project.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// A project holding copies of the shipped example environments.
+    pub fn with_examples() -> Self {
+        let project = Self::new();
+        for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            project.write(
+                &format!("environments/{name}"),
+                std::fs::read(&path).unwrap(),
+            );
+        }
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn write(&self, relative: &str, content: impl AsRef<[u8]>) -> &Self {
+        let path = self.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        self
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+    }
+
+    /// Edits a JSON file in place.
+    pub fn edit_json(&self, relative: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut value: serde_json::Value = serde_json::from_str(&self.read(relative)).unwrap();
+        edit(&mut value);
+        self.write(relative, serde_json::to_string_pretty(&value).unwrap());
+    }
+
+    /// The binary, run in the project directory with a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::cargo_bin("tracker-gitops").unwrap();
+        command
+            .current_dir(self.path())
+            .args(args)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().unwrap())
+    }
+}
+
+/// A finished run of the binary.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().expect("exited")
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// A real command-line tool, which must be installed (`.ci/install`).
+pub fn tool(name: &str) -> std::process::Command {
+    std::process::Command::new(name)
+}
+
+/// The directory of the real torrust-tracker 3.0.0 binaries (`.ci/install` builds them).
+pub fn tracker_bin_dir() -> PathBuf {
+    std::env::var_os("TRACKER_GITOPS_TRACKER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/tracker-gitops/torrust-tracker-3.0.0/bin"))
+}

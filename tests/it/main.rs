@@ -1,0 +1,6 @@
+//! The integration tests: one binary, one module per command, shared helpers in
+//! `harness`.
+
+mod harness;
+
+mod validate;

@@ -1,0 +1,185 @@
+//! `validate`, `init` and `schema` against the shipped examples and the corpus of
+//! bad files in `tests/corpus/`, each with the exact diagnostics it must produce.
+
+use crate::harness::{Project, repo_root};
+
+#[test]
+fn the_shipped_examples_are_valid() {
+    let run = Project::with_examples().run(&["validate"]).expect(0);
+    assert!(
+        run.stderr().contains("3 files checked: all valid"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// Runs `validate` on one corpus file copied into `environments/`.
+fn validate_corpus_file(name: &str, extra_env: &[(&str, &str)]) -> (i32, String, String) {
+    let project = Project::new();
+    let bytes = std::fs::read(repo_root().join("tests/corpus").join(name)).unwrap();
+    project.write(&format!("environments/{name}"), bytes);
+    let mut command = project.command(&["validate", &format!("environments/{name}")]);
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_corpus_case_gives_its_diagnostics() {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("tests/corpus"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 30, "the corpus is incomplete: {names:?}");
+    for name in names {
+        let (code, stdout, stderr) = validate_corpus_file(&name, &[]);
+        assert_eq!(code, 1, "{name} should be invalid:\n{stderr}");
+        assert!(stdout.is_empty(), "{name}: diagnostics go to stderr");
+        assert!(
+            stderr.starts_with(&format!("environments/{name}:")),
+            "{name}: the first line names the file, line and column:\n{stderr}"
+        );
+        let stem = name.trim_end_matches(".json");
+        insta::assert_snapshot!(format!("corpus-{stem}"), stderr);
+    }
+}
+
+#[test]
+fn secrets_in_the_wrong_place_are_never_echoed() {
+    let (_, stdout, stderr) = validate_corpus_file("literal-secret.json", &[]);
+    assert!(stderr.contains("must be a secret reference"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
+    let run = Project::new()
+        .write(
+            "environments/literal-secret.json",
+            std::fs::read(repo_root().join("tests/corpus/literal-secret.json")).unwrap(),
+        )
+        .run(&["validate", "--format", "json"]);
+    assert!(!run.stdout().contains("hunter2"));
+}
+
+#[test]
+fn github_actions_get_workflow_commands() {
+    let (code, stdout, _) = validate_corpus_file("unknown-key.json", &[("GITHUB_ACTIONS", "true")]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(
+            "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
+        ),
+        "{stdout}"
+    );
+    let examples = Project::with_examples();
+    let mut examples = examples.command(&["validate"]);
+    let run = examples.env("GITHUB_ACTIONS", "true").output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("::warning file=environments/staging.json,line=5,col=14"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_output_lists_every_problem_with_its_position() {
+    let project = Project::new();
+    let bytes = std::fs::read(repo_root().join("tests/corpus/many-problems.json")).unwrap();
+    project.write("environments/many-problems.json", bytes);
+    let run = project.run(&["validate", "--format", "json"]).expect(1);
+    let diagnostics: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let positions: Vec<_> = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+                d["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(positions.len(), 3, "{diagnostics:#}");
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(positions, sorted, "sorted by position");
+    assert_eq!(diagnostics[0]["pointer"], "/tracker/http_api");
+    assert_eq!(diagnostics[2]["message"], "unknown key `prot` in `deploy`");
+    assert_eq!(diagnostics[2]["hint"], "did you mean `port`?");
+}
+
+#[test]
+fn a_50_megabyte_file_is_refused_quickly() {
+    let project = Project::new();
+    let mut big = b"{\"description\": \"".to_vec();
+    big.resize(50 * 1024 * 1024, b'x');
+    big.extend_from_slice(b"\"}");
+    project.write("environments/big.json", big);
+    let run = project.run(&["validate"]).expect(1);
+    assert!(
+        run.stderr().contains("environment files are limited to"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let project = Project::new();
+    project
+        .run(&["validate", "environments/missing.json"])
+        .expect(2);
+    let run = project.run(&["validate"]).expect(2);
+    assert_eq!(
+        run.stderr(),
+        "error: cannot list environments in environments: No such file or directory (os error 2)\n"
+    );
+    project.write("environments/README.md", "not an environment");
+    let run = project.run(&["validate"]).expect(2);
+    assert!(
+        run.stderr().contains("no environment files"),
+        "{}",
+        run.stderr()
+    );
+    project.run(&["validate", "--format", "yaml"]).expect(2);
+}
+
+#[test]
+fn init_writes_a_valid_environment_with_prometheus_and_never_overwrites() {
+    let project = Project::new();
+    project.run(&["init", "edge-1"]).expect(0);
+    let written: serde_json::Value =
+        serde_json::from_str(&project.read("environments/edge-1.json")).unwrap();
+    assert!(
+        written.get("prometheus").is_some(),
+        "Prometheus is on by default"
+    );
+    assert_eq!(written["$schema"], "../schema/environment.schema.json");
+    assert!(project.join("schema/environment.schema.json").is_file());
+    project.run(&["validate"]).expect(0);
+    let run = project.run(&["init", "edge-1"]).expect(2);
+    assert!(
+        run.stderr().contains("refusing to overwrite"),
+        "{}",
+        run.stderr()
+    );
+    project.run(&["init", "Edge_1"]).expect(2);
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let run = Project::new().run(&["schema"]).expect(0);
+    let committed =
+        std::fs::read_to_string(repo_root().join("schema/environment.schema.json")).unwrap();
+    assert_eq!(run.stdout(), committed);
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}
