@@ -28,6 +28,7 @@ cleanup() {
   set +e
   docker compose -p "$PROJECT" down -v --remove-orphans --timeout 5 >/dev/null 2>&1
   rm -rf -- "$REMOTE_ROOT"
+  runuser -u tg-deploy -- git config --global --unset-all safe.directory "^$WORK/repo.git\$" 2>/dev/null
   "$HERE/vm.sh" stop "$WORK/vm"
   rm -rf -- "$WORK"
   exit "$rc"
@@ -41,7 +42,7 @@ check() { # check DESCRIPTION COMMAND...
   shift
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
-g() { git -c safe.directory='*' -c user.name=smoke -c user.email=smoke@localhost "$@"; }
+g() { git -c user.name=smoke -c user.email=smoke@localhost "$@"; }
 
 "$HERE/images.sh"
 "$HERE/vm.sh" start "$WORK/vm"
@@ -71,6 +72,9 @@ has_line() { grep -qxF -- "$2" "$WORK/$1.out"; }
 
 # ---------------------------------------------------------------- the repo
 g init -q --bare "$WORK/repo.git"
+# The repository is root's; let the deploy user read it (git refuses
+# repositories of other users, also as a clone source).
+runuser -u tg-deploy -- git config --global --add safe.directory "$WORK/repo.git"
 g init -q -b "$BRANCH" "$WORK/src"
 S="$WORK/src"
 mkdir -p "$S/storage/tracker/etc" "$S/storage/tracker/lib/database" "$S/storage/prometheus/etc"
@@ -166,10 +170,7 @@ commit() { # MESSAGE -> prints sha
   g -C "$S" commit -q -m "$1"
   g -C "$S" rev-parse HEAD
 }
-push() {
-  g -C "$S" push -q "$WORK/repo.git" "HEAD:refs/heads/$BRANCH"
-  chown -R tg-deploy: "$WORK/repo.git"
-}
+push() { g -C "$S" push -q "$WORK/repo.git" "HEAD:refs/heads/$BRANCH"; }
 
 write_tracker_toml info
 write_compose 2s
@@ -187,7 +188,7 @@ check "stdout carries only markers" [ -z "$(grep -v '^@@tracker-gitops ' "$WORK/
 check "admin token reached the tracker" docker exec "$PROJECT-tracker-1" \
   wget -qO /dev/null "http://127.0.0.1:1212/api/v1/stats?token=$TOKEN"
 check "secret with quotes/spaces/\$ round-trips" \
-  [ "$(docker exec "$PROJECT-prometheus-1" printenv SMOKE_PASSWORD)" = "$PASSWORD" ]
+  [ "$(docker exec "$PROJECT-prometheus-1" sh -c 'printf %s "$SMOKE_PASSWORD"')" = "$PASSWORD" ]
 check "secrets.env is 0600" [ "$(stat -c %a "$REMOTE_ROOT/secrets.env")" = 600 ]
 
 # ---------------------------------------------------------------- 2. no-op
@@ -221,7 +222,6 @@ g -C "$S" checkout -q -b stray
 echo stray >"$S/stray.txt"
 C_STRAY=$(commit "not on the deploy branch")
 g -C "$S" push -q "$WORK/repo.git" HEAD:refs/heads/stray
-chown -R tg-deploy: "$WORK/repo.git"
 g -C "$S" checkout -q "$BRANCH"
 deploy d4 "$C_STRAY"
 check "commit not on branch exits 2" [ "$(rc_of d4)" = 2 ]

@@ -2,5 +2,6 @@
 //! `harness`.
 
 mod harness;
+mod render;
 
 mod validate;
