@@ -15,6 +15,7 @@ use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use crate::check::{self, ChangeKind};
 use crate::diagnostic::FileReport;
 use crate::environment::{self, Environment};
+use crate::publish;
 use crate::render::{self, Rendered, Templates};
 use crate::tree::Tree;
 
@@ -46,6 +47,13 @@ enum Command {
     },
     /// Print the JSON Schema that environment files are validated against.
     Schema,
+    /// Commit each rendered environment to its deploy branch (and push it).
+    Publish {
+        #[command(flatten)]
+        selection: Selection,
+        #[command(flatten)]
+        args: PublishArgs,
+    },
     /// Render environments into OUT/<env>/ (or, with --check, compare with it).
     Render {
         #[command(flatten)]
@@ -54,6 +62,29 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Deploy branches are <prefix><env> unless the environment names its own.
+    #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
+    branch_prefix: String,
+    /// Build on this remote's branch tips (fetched first).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// Push the new commits to --remote, fast-forward only.
+    #[arg(long, requires = "remote")]
+    push: bool,
+    /// Author and committer of the deploy commits.
+    #[arg(
+        long,
+        value_name = "NAME <EMAIL>",
+        default_value = "tracker-gitops <tracker-gitops@users.noreply.github.com>"
+    )]
+    author: String,
+    /// The source ref recorded in the provenance (default: the checked-out branch).
+    #[arg(long, value_name = "REF", env = "GITHUB_REF")]
+    source_ref: Option<String>,
 }
 
 /// Which environments to work on, and where their files and output are.
@@ -129,6 +160,7 @@ fn run(cli: Cli) -> Result<Outcome> {
         } => validate(files, &dirs.dir, format),
         Command::Init { name, dirs } => init(&name, &dirs.dir),
         Command::Render { selection, check } => render(&selection, check),
+        Command::Publish { selection, args } => publish(&selection, &args),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
             Ok(Outcome::Success)
@@ -268,19 +300,7 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
         }
         if check {
             drift = true;
-            writeln!(out, "{label}: out of date ({})", check::summary(&changes))?;
-            let prefix = format!("{}/", dir.display());
-            for change in &changes {
-                let what = match change.kind {
-                    ChangeKind::Changed => "changed",
-                    ChangeKind::Missing => "missing",
-                    ChangeKind::Orphaned => "orphaned",
-                };
-                writeln!(out, "  {what}: {}", change.path)?;
-            }
-            for change in &changes {
-                write!(out, "{}", check::unified_diff(change, &prefix))?;
-            }
+            write_drift(&mut out, &dir, &changes)?;
         } else {
             result.tree.replace_dir(&dir)?;
             writeln!(out, "{label}: written ({})", check::summary(&changes))?;
@@ -308,6 +328,116 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     Ok(Outcome::Success)
+}
+
+/// `build/x: out of date (…)`, the files by kind, then their unified diffs.
+fn write_drift(
+    out: &mut dyn Write,
+    dir: &std::path::Path,
+    changes: &[check::FileChange],
+) -> Result<()> {
+    writeln!(
+        out,
+        "{}: out of date ({})",
+        dir.display(),
+        check::summary(changes)
+    )?;
+    for change in changes {
+        let what = match change.kind {
+            ChangeKind::Changed => "changed",
+            ChangeKind::Missing => "missing",
+            ChangeKind::Orphaned => "orphaned",
+        };
+        writeln!(out, "  {what}: {}", change.path)?;
+    }
+    let prefix = format!("{}/", dir.display());
+    for change in changes {
+        write!(out, "{}", check::unified_diff(change, &prefix))?;
+    }
+    Ok(())
+}
+
+fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection)? else {
+        eprintln!("nothing published: fix the errors above first");
+        return Err(Invalid.into());
+    };
+    // Publish only what is committed in build/: a stale build/ is refused.
+    let mut out = io::stdout().lock();
+    let mut stale = false;
+    for (env, result) in &rendered {
+        let dir = selection.out.join(&env.name);
+        let on_disk = Tree::read_dir(&dir)?;
+        let changes = check::compare(&result.tree, &on_disk);
+        if !changes.is_empty() {
+            stale = true;
+            write_drift(&mut out, &dir, &changes)?;
+        }
+    }
+    if stale {
+        writeln!(
+            out,
+            "nothing published: run `tracker-gitops render` and commit the result"
+        )?;
+        return Ok(Outcome::Failure);
+    }
+    let (author_name, author_email) = parse_author(&args.author)?;
+    let options = publish::Options {
+        remote: args.remote.clone(),
+        push: args.push,
+        author_name,
+        author_email,
+        source_ref: args.source_ref.clone(),
+    };
+    let source = publish::Source::discover(std::path::Path::new("."))?;
+    let mut published = serde_json::Map::new();
+    for (env, result) in &rendered {
+        let provenance = source.provenance(env, &selection.out, options.source_ref.as_deref())?;
+        let branch = env.deploy_branch(&args.branch_prefix);
+        match publish::publish(
+            source.repository(),
+            env,
+            &branch,
+            result,
+            &provenance,
+            &options,
+        )? {
+            publish::Published::Unchanged => writeln!(out, "{}: unchanged ({branch})", env.name)?,
+            publish::Published::Committed(commit) => {
+                writeln!(out, "{}: {commit} ({branch})", env.name)?;
+                published.insert(env.name.clone(), commit.to_string().into());
+            }
+        }
+    }
+    github_output(
+        "published",
+        &serde_json::Value::Object(published).to_string(),
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// `Name <email>`.
+fn parse_author(author: &str) -> Result<(String, String)> {
+    let (name, rest) = author
+        .split_once('<')
+        .ok_or_else(|| anyhow::anyhow!("--author must look like `Name <email>`"))?;
+    let email = rest
+        .trim_end()
+        .strip_suffix('>')
+        .ok_or_else(|| anyhow::anyhow!("--author must look like `Name <email>`"))?;
+    Ok((name.trim().to_string(), email.trim().to_string()))
+}
+
+/// Appends `name=value` to `$GITHUB_OUTPUT` when running in GitHub Actions.
+fn github_output(name: &str, value: &str) -> Result<()> {
+    if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?;
+        writeln!(file, "{name}={value}")?;
+    }
+    Ok(())
 }
 
 /// Invalid environment files stop a command that needs valid ones; the

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod environment;
+pub mod publish;
 pub mod render;
 pub mod stack;
 pub mod tree;

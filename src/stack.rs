@@ -118,6 +118,71 @@ impl Stack {
     }
 }
 
+/// What happens to a service between two versions of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceChange {
+    Added,
+    Removed,
+    /// Compose will recreate its container; the reasons name what differs.
+    Recreated(Vec<&'static str>),
+    Unchanged,
+}
+
+impl ServiceChange {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Removed => "removed",
+            Self::Recreated(_) => "recreated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Every service of either stack, in the new stack's order then the removed
+/// ones, with what happens to it. `old` is `None` for a new environment.
+pub fn compare(old: Option<&Stack>, new: &Stack) -> Vec<(String, ServiceChange)> {
+    let mut changes: Vec<(String, ServiceChange)> = new
+        .services
+        .iter()
+        .map(|service| {
+            let change = match old.and_then(|old| old.service(&service.name)) {
+                None => ServiceChange::Added,
+                Some(before) if before == service => ServiceChange::Unchanged,
+                Some(before) => ServiceChange::Recreated(differences(before, service)),
+            };
+            (service.name.clone(), change)
+        })
+        .collect();
+    if let Some(old) = old {
+        changes.extend(
+            old.services
+                .iter()
+                .filter(|s| new.service(&s.name).is_none())
+                .map(|s| (s.name.clone(), ServiceChange::Removed)),
+        );
+    }
+    changes
+}
+
+fn differences(a: &Service, b: &Service) -> Vec<&'static str> {
+    [
+        (a.image != b.image, "image"),
+        (a.config_hash != b.config_hash, "config"),
+        (a.ports != b.ports, "ports"),
+        (a.environment != b.environment, "environment"),
+        (a.volumes != b.volumes, "volumes"),
+        (a.networks != b.networks, "networks"),
+        (a.depends_on != b.depends_on, "dependencies"),
+        (a.secrets != b.secrets, "secrets"),
+        (a.command != b.command || a.tty != b.tty, "command"),
+        (a.healthcheck != b.healthcheck, "healthcheck"),
+    ]
+    .into_iter()
+    .filter_map(|(differs, what)| differs.then_some(what))
+    .collect()
+}
+
 impl Service {
     fn new(name: &str, image: &str) -> Self {
         Self {

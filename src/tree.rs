@@ -27,6 +27,10 @@ impl Tree {
         self.files.insert(path.into(), bytes.into());
     }
 
+    pub fn remove(&mut self, path: &str) -> Option<Vec<u8>> {
+        self.files.remove(path)
+    }
+
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).map(Vec::as_slice)
     }

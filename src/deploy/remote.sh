@@ -21,7 +21,8 @@
 #
 # Everything is inside functions and `main` reads /dev/null, so nothing run
 # here can swallow the rest of the script from stdin, and a truncated script
-# runs nothing.
+# runs nothing. A deploy that has started runs to its end (rollback and
+# audit line included) even if the ssh connection drops.
 
 tg_main() {
   set -euo pipefail
@@ -46,8 +47,9 @@ tg_main() {
 
 # ------------------------------------------------------------------ helpers
 
-tg_say() { printf '%s\n' "$*" >&2; }
-tg_marker() { printf '@@tracker-gitops %s\n' "$*"; }
+# Output errors are ignored: a deploy keeps going if the ssh session is gone.
+tg_say() { printf '%s\n' "$*" >&2 || true; }
+tg_marker() { printf '@@tracker-gitops %s\n' "$*" || true; }
 tg_step() { tg_marker "step $1"; }
 tg_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 tg_is_sha() { [[ $1 =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; }
@@ -394,6 +396,10 @@ tg_deploy() {
     return 2
   fi
 
+  # Once started, finish (including rollback and audit) even if the ssh
+  # connection drops: ignore SIGHUP and SIGPIPE here and in the children
+  # (docker compose then sees EPIPE instead of dying half-way).
+  trap '' HUP PIPE
   mkdir -p -- "$tg_root"
   tg_previous=$(tg_read_deployed)
   tg_audit_ready=1

@@ -5,7 +5,8 @@
 #   good deploy, no-op re-deploy, bad config rolled back, commit not on the
 #   branch, file drift, two concurrent deploys (one gets the lock error),
 #   status in and out of sync, secrets kept out of argv/logs/files.
-# Must run as root; cleans up everything it started. Takes about 2 minutes.
+# Must run as root; cleans up everything it started. Takes about a minute.
+# SMOKE_LOGS=DIR keeps the remote script's stdout/stderr/exit codes there.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +27,11 @@ fail=0
 cleanup() {
   local rc=$?
   set +e
+  if [[ -n ${SMOKE_LOGS:-} ]]; then
+    mkdir -p "$SMOKE_LOGS" && cp "$WORK"/*.out "$WORK"/*.err "$WORK"/*.rc "$SMOKE_LOGS"/ 2>/dev/null
+  fi
   docker compose -p "$PROJECT" down -v --remove-orphans --timeout 5 >/dev/null 2>&1
+  docker rmi "tracker-gitops-e2e/prometheus:smoke-$$" >/dev/null 2>&1
   rm -rf -- "$REMOTE_ROOT"
   runuser -u tg-deploy -- git config --global --unset-all safe.directory "^$WORK/repo.git\$" 2>/dev/null
   "$HERE/vm.sh" stop "$WORK/vm"
@@ -49,21 +54,22 @@ g() { git -c user.name=smoke -c user.email=smoke@localhost "$@"; }
 # shellcheck source=/dev/null
 source "$WORK/vm/vm.env"
 
-ssh_vm() {
-  ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$VM_KNOWN_HOSTS" \
-    -i "$VM_KEY" -p "$VM_PORT" "$VM_USER@$VM_HOST" "$@"
-}
+SSH=(ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$VM_KNOWN_HOSTS"
+  -i "$VM_KEY" -p "$VM_PORT" "$VM_USER@$VM_HOST")
 
 # remote NAME OP ARGS...: run remote.sh with the secrets block prepended;
-# stdout/stderr/rc land in $WORK/NAME.{out,err,rc}.
+# stdout/stderr/exit code/ssh pid land in $WORK/NAME.{out,err,rc,pid}.
 remote() {
-  local name=$1 rc=0
+  local name=$1 rc=0 pid
   shift
   {
     printf "TG_SECRETS_B64='TRACKER_ADMIN_TOKEN=%s\nMYSQL_PASSWORD=%s'\n" \
       "$(printf '%s' "$TOKEN" | base64 -w0)" "$(printf '%s' "$PASSWORD" | base64 -w0)"
     cat "$REMOTE_SH"
-  } | ssh_vm bash -s -- "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  } | "${SSH[@]}" bash -s -- "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  pid=$!
+  printf '%s\n' "$pid" >"$WORK/$name.pid"
+  wait "$pid" || rc=$?
   printf '%s\n' "$rc" >"$WORK/$name.rc"
 }
 rc_of() { cat "$WORK/$1.rc"; }
@@ -120,7 +126,7 @@ scrape_configs:
       - targets: ["localhost:9090"]
 EOF
 
-write_compose() { # TRACKER_HEALTH_INTERVAL
+write_compose() { # TRACKER_HEALTH_INTERVAL [PROMETHEUS_IMAGE]
   local th ph
   th=$(sha256sum <"$S/storage/tracker/etc/tracker.toml" | cut -c1-16)
   ph=$(sha256sum <"$S/storage/prometheus/etc/prometheus.yml" | cut -c1-16)
@@ -146,7 +152,7 @@ services:
       retries: 3
       start_period: 5s
   prometheus:
-    image: tracker-gitops-e2e/prometheus:2.42
+    image: ${2:-tracker-gitops-e2e/prometheus:2.42}
     restart: unless-stopped
     depends_on: [tracker]
     environment:
@@ -172,13 +178,22 @@ commit() { # MESSAGE -> prints sha
 }
 push() { g -C "$S" push -q "$WORK/repo.git" "HEAD:refs/heads/$BRANCH"; }
 
+# ---------------------------------------------------------------- 0. first deploy fails
+write_tracker_toml bogus
+write_compose 2s
+C0=$(commit "first commit, tracker config the tracker rejects")
+push
+deploy d0 "$C0"
+check "failing first deploy exits 1" [ "$(rc_of d0)" = 1 ]
+check "failing first deploy reports failed" has_line d0 "@@tracker-gitops result failed $C0"
+check "failing first deploy writes no deployed" [ ! -e "$REMOTE_ROOT/deployed" ]
+
+# ---------------------------------------------------------------- 1. deploy
 write_tracker_toml info
 write_compose 2s
 C1=$(commit "good stack")
 push
 start=$SECONDS
-
-# ---------------------------------------------------------------- 1. deploy
 deploy d1 "$C1"
 check "good deploy exits 0 ($((SECONDS - start))s)" [ "$(rc_of d1)" = 0 ]
 check "good deploy reports deployed" has_line d1 "@@tracker-gitops result deployed $C1"
@@ -229,12 +244,20 @@ check "commit not on branch says so" grep -q 'is not on the deploy branch' "$WOR
 
 # ---------------------------------------------------------------- 5. drift
 echo '# edited by hand' >>"$REMOTE_ROOT/checkout/storage/prometheus/etc/prometheus.yml"
+sed -i '0,/config-hash: ".*"/s//config-hash: "edited"/' "$REMOTE_ROOT/checkout/docker-compose.yml"
 remote s3 status "$REMOTE_ROOT" "$BRANCH"
 check "status reports file drift" has_line s3 "drift: file storage/prometheus/etc/prometheus.yml"
+check "status reports compose file drift" has_line s3 "drift: file docker-compose.yml"
+check "status reports container drift" has_line s3 "drift: container tracker"
+check "no container drift for prometheus" ! has_line s3 "drift: container prometheus"
 
 # ---------------------------------------------------------------- 6. concurrency
+# C3 and C4 run prometheus from a tag that step 8 removes, so that rolling
+# back to C4 fails there.
+OLD_PROM="tracker-gitops-e2e/prometheus:smoke-$$"
+docker tag tracker-gitops-e2e/prometheus:2.42 "$OLD_PROM"
 write_tracker_toml warn
-write_compose 12s # first healthcheck after 12 s: holds the lock > 10 s
+write_compose 12s "$OLD_PROM" # first healthcheck after 12 s: holds the lock > 10 s
 C3=$(commit "good change, slow to become healthy")
 push
 t=$SECONDS
@@ -251,10 +274,39 @@ check "lock error names the holder" grep -hq "deploy in progress by tg-deploy@.*
 remote s4 status "$REMOTE_ROOT" "$BRANCH"
 check "status in sync after C3 (drift repaired)" [ "$(rc_of s4)" = 0 ]
 
+# ---------------------------------------------------------------- 7. ssh drops
+write_tracker_toml error
+write_compose 2s "$OLD_PROM"
+C4=$(commit "good change, deployed by a client that goes away")
+push
+deploy d7 "$C4" &
+p1=$!
+sleep 2
+kill "$(cat "$WORK/d7.pid")" # the ssh client
+wait "$p1" || true
+for ((i = 0; i < 60; i++)); do
+  [[ "$(tail -n 1 "$REMOTE_ROOT/audit.log")" == *"commit=$C4 "* ]] && break
+  sleep 1
+done
+check "deploy finished after the ssh client went away" \
+  grep -q "commit=$C4 result=deployed" "$REMOTE_ROOT/audit.log"
+
+# ---------------------------------------------------------------- 8. rollback fails
+write_tracker_toml bogus
+write_compose 2s
+C5=$(commit "bad config; the rollback target's image is gone")
+push
+docker rmi "$OLD_PROM" >/dev/null
+deploy d8 "$C5"
+check "failed rollback exits 3" [ "$(rc_of d8)" = 3 ]
+check "failed rollback reported" has_line d8 "@@tracker-gitops result rollback-failed $C4"
+check "failed rollback is loud" grep -q 'ROLLBACK FAILED' "$WORK/d8.err"
+check "deployed still C4" [ "$(cat "$REMOTE_ROOT/deployed")" = "$C4" ]
+
 # ---------------------------------------------------------------- audit, secrets
-check "audit.log has one line per attempt (6)" [ "$(wc -l <"$REMOTE_ROOT/audit.log")" = 6 ]
-check "audit results" diff <(awk '{print $3}' "$REMOTE_ROOT/audit.log" | sort) \
-  <(printf '%s\n' result=deployed result=deployed result=failed result=lock-busy result=noop result=rolled-back | sort)
+check "audit.log has one line per attempt (9)" [ "$(wc -l <"$REMOTE_ROOT/audit.log")" = 9 ]
+check "audit results" diff <(awk '{print $3}' "$REMOTE_ROOT/audit.log") \
+  <(printf 'result=%s\n' failed deployed noop rolled-back failed lock-busy deployed deployed rollback-failed)
 check "token absent from remote files but secrets.env" \
   [ -z "$(grep -rlF -- "$TOKEN" "$REMOTE_ROOT" --exclude=secrets.env 2>/dev/null)" ]
 check "token absent from all script output" [ -z "$(cat "$WORK"/*.out "$WORK"/*.err | grep -F -- "$TOKEN")" ]

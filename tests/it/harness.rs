@@ -122,3 +122,50 @@ pub fn tracker_bin_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/tracker-gitops/torrust-tracker-3.0.0/bin"))
 }
+
+impl Project {
+    /// Runs the `git` CLI in `dir` (relative to the project), asserting success.
+    pub fn git_in(&self, dir: &str, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .current_dir(self.join(dir))
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.org")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.org")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        self.git_in(".", args)
+    }
+
+    /// The examples rendered and committed on `main` of a fresh repository,
+    /// with an empty bare repository `origin.git` beside it as `origin`.
+    pub fn with_examples_in_git() -> Self {
+        let project = Self::with_examples();
+        project.run(&["render"]).expect(0);
+        project.git(&["init", "-q", "-b", "main"]);
+        project.git(&["add", "-A"]);
+        project.git(&["commit", "-qm", "examples"]);
+        let origin = project.join("origin.git");
+        project.git(&["init", "-q", "--bare", origin.to_str().unwrap()]);
+        project.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+        // The bare remote is not part of the source.
+        project.write(".git/info/exclude", "/origin.git/\n");
+        project
+    }
+
+    /// Commits everything in the project directory.
+    pub fn commit_all(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-qm", message]);
+    }
+}

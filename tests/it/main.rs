@@ -2,6 +2,7 @@
 //! `harness`.
 
 mod harness;
+mod publish;
 mod render;
 
 mod validate;

@@ -11,7 +11,8 @@ RUN mkdir -p /prometheus /tmp \
  && chown -R 65534:65534 /prometheus /etc/prometheus
 USER 65534
 EXPOSE 9090
-VOLUME ["/prometheus"]
+# No VOLUME (upstream declares /prometheus): anonymous volumes would leak in
+# tests; mount a named volume there to keep data.
 WORKDIR /prometheus
 ENTRYPOINT ["/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.console.libraries=/usr/share/prometheus/console_libraries", "--web.console.templates=/usr/share/prometheus/consoles"]

@@ -1,0 +1,274 @@
+//! `publish` against real repositories: a source repository and a bare
+//! "origin", inspected with the git CLI.
+
+use serde_json::json;
+
+use crate::harness::Project;
+
+fn origin(project: &Project, args: &[&str]) -> String {
+    let mut full = vec!["--git-dir", "origin.git"];
+    full.extend_from_slice(args);
+    project.git(&full)
+}
+
+#[test]
+fn first_publish_creates_branches_then_nothing_changes() {
+    let project = Project::with_examples_in_git();
+    let head = project.git(&["rev-parse", "HEAD"]);
+    let outputs = project.join(".git/github-output");
+    let run = project
+        .command(&["publish", "--remote", "origin", "--push"])
+        .env("GITHUB_OUTPUT", &outputs)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let output = std::fs::read_to_string(&outputs).unwrap();
+    let published: serde_json::Value =
+        serde_json::from_str(output.trim().strip_prefix("published=").unwrap()).unwrap();
+    assert_eq!(published.as_object().unwrap().len(), 3);
+
+    // The branch holds exactly build/<env>/ plus the provenance file, with no parent.
+    let files = origin(
+        &project,
+        &["ls-tree", "-r", "--name-only", "deploy/staging"],
+    );
+    let mut expected: Vec<String> = project
+        .git(&["ls-files", "build/staging"])
+        .lines()
+        .map(|l| l.trim_start_matches("build/staging/").to_string())
+        .collect();
+    expected.push(".tracker-gitops/source.json".into());
+    expected.sort();
+    let mut files: Vec<String> = files.lines().map(str::to_string).collect();
+    files.sort();
+    assert_eq!(files, expected);
+    for file in ["docker-compose.yml", "storage/tracker/etc/tracker.toml"] {
+        assert_eq!(
+            origin(&project, &["show", &format!("deploy/staging:{file}")]),
+            project.read(&format!("build/staging/{file}")),
+        );
+    }
+    assert_eq!(
+        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        "1"
+    );
+    let source: serde_json::Value = serde_json::from_str(&origin(
+        &project,
+        &["show", "deploy/staging:.tracker-gitops/source.json"],
+    ))
+    .unwrap();
+    assert_eq!(source["commit"], head.trim());
+    assert_eq!(source["environment_file"], "environments/staging.json");
+    assert_eq!(source["ref"], "refs/heads/main");
+
+    let message = origin(&project, &["log", "-1", "--format=%B", "deploy/production"]);
+    let trailers = crate::harness::tool("git")
+        .args(["interpret-trailers", "--parse"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(message.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let trailers = String::from_utf8(trailers.stdout).unwrap();
+    assert_eq!(
+        trailers,
+        format!(
+            "Source-Commit: {}\nSource-Ref: refs/heads/main\nEnvironment: production\n",
+            head.trim()
+        )
+    );
+    origin(&project, &["fsck", "--strict"]);
+
+    // HEAD, the index and the working tree were not touched.
+    assert_eq!(project.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(project.git(&["status", "--porcelain"]), "");
+
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(0);
+    assert_eq!(
+        run.stdout(),
+        "production: unchanged (deploy/production)\nstable: unchanged (deploy/stable)\nstaging: unchanged (deploy/staging)\n"
+    );
+    assert_eq!(
+        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        "1"
+    );
+}
+
+#[test]
+fn a_change_makes_exactly_one_commit_and_removed_files_disappear() {
+    let project = Project::with_examples_in_git();
+    project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(0);
+    project.edit_json("environments/staging.json", |env| {
+        env.as_object_mut().unwrap().remove("prometheus");
+    });
+    project.run(&["render"]).expect(0);
+    project.commit_all("drop prometheus from staging");
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(0);
+    assert!(
+        run.stdout().contains("stable: unchanged"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        "2"
+    );
+    assert_eq!(
+        origin(&project, &["rev-list", "--count", "deploy/stable"]).trim(),
+        "1"
+    );
+    let subject = origin(&project, &["log", "-1", "--format=%s", "deploy/staging"]);
+    assert!(subject.starts_with("staging: deploy "), "{subject}");
+    assert!(subject.contains("prometheus removed"), "{subject}");
+    let files = origin(
+        &project,
+        &["ls-tree", "-r", "--name-only", "deploy/staging"],
+    );
+    assert!(!files.contains("prometheus.yml"), "{files}");
+    let tree = origin(&project, &["rev-parse", "deploy/staging^{tree}"]);
+    let expected = tracker_gitops::tree::Tree::read_dir(&project.join("build/staging")).unwrap();
+    assert_eq!(files.lines().count(), expected.len() + 1, "{tree}");
+}
+
+#[test]
+fn a_stale_build_or_uncommitted_source_is_refused() {
+    let project = Project::with_examples_in_git();
+    project.edit_json("environments/stable.json", |env| {
+        env["tracker"]["core"]["announce_policy"]["interval"] = json!(600);
+    });
+    let run = project.run(&["publish"]).expect(1);
+    assert!(
+        run.stdout()
+            .contains("build/stable: out of date (3 changed)"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stdout().contains("+interval = 600"), "{}", run.stdout());
+    project.run(&["render"]).expect(0);
+    let run = project.run(&["publish"]).expect(2);
+    assert!(
+        run.stderr().contains("uncommitted changes"),
+        "{}",
+        run.stderr()
+    );
+    assert!(project.git(&["branch", "--list", "deploy/*"]).is_empty());
+}
+
+#[test]
+fn the_environments_own_branch_wins_and_local_publish_needs_no_remote() {
+    let project = Project::with_examples_in_git();
+    let run = project
+        .run(&["publish", "--env", "stable", "--branch-prefix", "release/"])
+        .expect(0);
+    assert!(run.stdout().starts_with("stable: "), "{}", run.stdout());
+    assert!(
+        project
+            .git(&["rev-parse", "--verify", "release/stable"])
+            .len()
+            > 0
+    );
+    project.run(&["publish", "--env", "production"]).expect(0);
+    // production.json names its branch explicitly.
+    project.git(&["rev-parse", "--verify", "deploy/production"]);
+}
+
+/// Two publishers with different changes push to one origin at the same time:
+/// both commits end up in a linear history, nothing is forced or lost.
+#[test]
+fn racing_publishers_both_land() {
+    let project = Project::with_examples_in_git();
+    project
+        .run(&[
+            "publish", "--env", "staging", "--remote", "origin", "--push",
+        ])
+        .expect(0);
+    let origin_path = project.join("origin.git");
+    let origin_url = origin_path.to_str().unwrap();
+    for (clone, interval) in [("a", 30), ("b", 60)] {
+        project.git(&["clone", "-q", origin_url, clone]);
+        // The clone holds only deploy branches; give it the source from the project.
+        std::fs::remove_dir_all(project.join(clone)).unwrap();
+        project.git(&["clone", "-q", project.path().to_str().unwrap(), clone]);
+        project.git_in(clone, &["remote", "set-url", "origin", origin_url]);
+        project.edit_json(&format!("{clone}/environments/staging.json"), |env| {
+            env["prometheus"]["scrape_interval"] = json!(interval);
+        });
+    }
+    let binary = env!("CARGO_BIN_EXE_tracker-gitops");
+    let handles: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|clone| {
+            let dir = project.join(clone);
+            std::thread::spawn(move || {
+                let render = std::process::Command::new(binary)
+                    .current_dir(&dir)
+                    .arg("render")
+                    .output()
+                    .unwrap();
+                assert!(render.status.success());
+                for args in [
+                    vec!["add", "-A"],
+                    vec![
+                        "-c",
+                        "user.name=T",
+                        "-c",
+                        "user.email=t@e",
+                        "commit",
+                        "-qm",
+                        "change",
+                    ],
+                ] {
+                    assert!(
+                        std::process::Command::new("git")
+                            .current_dir(&dir)
+                            .args(&args)
+                            .status()
+                            .unwrap()
+                            .success()
+                    );
+                }
+                std::process::Command::new(binary)
+                    .current_dir(&dir)
+                    .args([
+                        "publish", "--env", "staging", "--remote", "origin", "--push",
+                    ])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for handle in handles {
+        let output = handle.join().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let log = origin(&project, &["log", "--format=%P", "deploy/staging"]);
+    let parents: Vec<_> = log.lines().collect();
+    assert_eq!(
+        parents.len(),
+        3,
+        "initial + one commit per publisher:\n{log}"
+    );
+    assert!(
+        parents.iter().all(|p| p.split_whitespace().count() <= 1),
+        "linear history"
+    );
+    origin(&project, &["fsck", "--strict"]);
+}
