@@ -390,9 +390,13 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
         source_ref: args.source_ref.clone(),
     };
     let source = publish::Source::discover(std::path::Path::new("."))?;
+    // Every environment's source must be committed before any is published.
+    let provenances = rendered
+        .iter()
+        .map(|(env, _)| source.provenance(env, &selection.out, options.source_ref.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut published = serde_json::Map::new();
-    for (env, result) in &rendered {
-        let provenance = source.provenance(env, &selection.out, options.source_ref.as_deref())?;
+    for ((env, result), provenance) in rendered.iter().zip(&provenances) {
         let branch = env.deploy_branch(&args.branch_prefix);
         match publish::publish(
             source.repository(),
