@@ -175,17 +175,14 @@ pub fn publish(
             fetch(repo, remote, branch)?;
         }
         let parent = tip(repo, options.remote.as_deref(), branch)?;
-        let old = match &parent {
+        let mut previous = match &parent {
             Some(commit) => read_tree(repo, &commit.tree()?)?,
             None => Tree::default(),
         };
-        let mut previous = old.clone();
         previous.remove(SOURCE_FILE);
-        if parent.is_some() && previous == rendered.tree {
+        if let Some(parent) = parent.as_ref().filter(|_| previous == rendered.tree) {
             // Keep the local branch on the tip so later runs start from it.
-            if let Some(parent) = &parent {
-                repo.reference(&refname, parent.id(), true, "tracker-gitops: up to date")?;
-            }
+            repo.reference(&refname, parent.id(), true, "tracker-gitops: up to date")?;
             return Ok(Published::Unchanged);
         }
         let mut tree = rendered.tree.clone();
@@ -205,12 +202,30 @@ pub fn publish(
             &parents,
         )?;
         repo.reference(&refname, commit, true, "tracker-gitops: publish")?;
-        match (&options.remote, options.push) {
-            (Some(remote), true) => match push(repo, remote, branch)? {
-                PushResult::Accepted => return Ok(Published::Committed(commit)),
-                PushResult::Behind => continue,
-            },
-            _ => return Ok(Published::Committed(commit)),
+        let (Some(remote), true) = (&options.remote, options.push) else {
+            return Ok(Published::Committed(commit));
+        };
+        let refused = push(repo, remote, branch)?;
+        fetch(repo, remote, branch)?;
+        let now = tip(repo, Some(remote), branch)?.map(|c| c.id());
+        // Trust the remote's ref, not the call: a push can report success
+        // without having moved the branch.
+        if now == Some(commit) {
+            return Ok(Published::Committed(commit));
+        }
+        let message = refused.unwrap_or_else(|| "the branch did not move".into());
+        // Refused: when the remote moved since our fetch, another publish won the
+        // race and we rebuild on its commit; otherwise the server said no.
+        let busy = message.contains("failed to lock");
+        if busy {
+            // Another push holds the remote's ref lock: wait for it, then re-check.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        } else if now == parent.as_ref().map(Commit::id) {
+            return Err(Error::Rejected {
+                branch: branch.to_string(),
+                remote: remote.clone(),
+                message,
+            });
         }
     }
     Err(Error::Contended {
@@ -276,17 +291,13 @@ fn fetch(repo: &Repository, remote: &str, branch: &str) -> Result<(), Error> {
     Ok(())
 }
 
-enum PushResult {
-    Accepted,
-    /// The remote moved since the fetch: rebuild on the new tip and try again.
-    Behind,
-}
-
-fn push(repo: &Repository, remote: &str, branch: &str) -> Result<PushResult, Error> {
+/// Pushes the local deploy branch; `Some(message)` when the remote refused it.
+fn push(repo: &Repository, remote: &str, branch: &str) -> Result<Option<String>, Error> {
     let mut handle = repo.find_remote(remote)?;
     let mut rejection: Option<String> = None;
     let result = {
         let mut callbacks = callbacks();
+        // The call can succeed while the server refuses a reference: check each.
         callbacks.push_update_reference(|_refname, status| {
             if let Some(message) = status {
                 rejection = Some(message.to_string());
@@ -299,27 +310,17 @@ fn push(repo: &Repository, remote: &str, branch: &str) -> Result<PushResult, Err
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         handle.push(&[refspec.as_str()], Some(&mut options))
     };
-    let message = match (result, rejection) {
-        (Ok(()), None) => return Ok(PushResult::Accepted),
-        (Ok(()), Some(message)) => message,
-        (Err(e), _) => e.message().to_string(),
-    };
-    let lost_race = [
-        "non-fast-forward",
-        "fast-forward",
-        "fetch first",
-        "stale info",
-    ]
-    .iter()
-    .any(|hint| message.contains(hint));
-    if lost_race {
-        Ok(PushResult::Behind)
-    } else {
-        Err(Error::Rejected {
-            branch: branch.to_string(),
-            remote: remote.to_string(),
-            message,
-        })
+    match (result, rejection) {
+        (Ok(()), rejection) => Ok(rejection),
+        (Err(e), _)
+            if matches!(
+                e.code(),
+                git2::ErrorCode::NotFastForward | git2::ErrorCode::Locked
+            ) || e.class() == git2::ErrorClass::Reference =>
+        {
+            Ok(Some(e.message().to_string()))
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 

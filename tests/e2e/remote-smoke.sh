@@ -75,6 +75,7 @@ remote() {
 rc_of() { cat "$WORK/$1.rc"; }
 deploy() { remote "$1" deploy "$REMOTE_ROOT" "$WORK/repo.git" "$BRANCH" "$2" 0 60 "$HEALTH_URL"; }
 has_line() { grep -qxF -- "$2" "$WORK/$1.out"; }
+lacks_line() { ! has_line "$@"; }
 
 # ---------------------------------------------------------------- the repo
 g init -q --bare "$WORK/repo.git"
@@ -249,7 +250,7 @@ remote s3 status "$REMOTE_ROOT" "$BRANCH"
 check "status reports file drift" has_line s3 "drift: file storage/prometheus/etc/prometheus.yml"
 check "status reports compose file drift" has_line s3 "drift: file docker-compose.yml"
 check "status reports container drift" has_line s3 "drift: container tracker"
-check "no container drift for prometheus" ! has_line s3 "drift: container prometheus"
+check "no container drift for prometheus" lacks_line s3 "drift: container prometheus"
 
 # ---------------------------------------------------------------- 6. concurrency
 # C3 and C4 run prometheus from a tag that step 8 removes, so that rolling
