@@ -13,8 +13,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
 use crate::check::{self, ChangeKind};
-use crate::diagnostic::FileReport;
+use crate::diagnostic::{self, FileReport};
 use crate::environment::{self, Environment};
+use crate::github::{self, Posted};
+use crate::plan;
 use crate::publish;
 use crate::render::{self, Rendered, Templates};
 use crate::tree::Tree;
@@ -53,6 +55,19 @@ enum Command {
         selection: Selection,
         #[command(flatten)]
         args: PublishArgs,
+    },
+    /// Show what merging would deploy: each environment's render at a base
+    /// revision against a fresh one, as Markdown.
+    Plan {
+        #[command(flatten)]
+        selection: Selection,
+        /// Compare with OUT at this revision (default: the pull request's base,
+        /// else origin/main, else main).
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+        /// Also show the plan in the pull request's sticky comment.
+        #[arg(long)]
+        comment: bool,
     },
     /// Render environments into OUT/<env>/ (or, with --check, compare with it).
     Render {
@@ -160,6 +175,11 @@ fn run(cli: Cli) -> Result<Outcome> {
         } => validate(files, &dirs.dir, format),
         Command::Init { name, dirs } => init(&name, &dirs.dir),
         Command::Render { selection, check } => render(&selection, check),
+        Command::Plan {
+            selection,
+            base,
+            comment,
+        } => plan(&selection, base, comment),
         Command::Publish { selection, args } => publish(&selection, &args),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
@@ -403,7 +423,7 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
             env,
             &branch,
             result,
-            &provenance,
+            provenance,
             &options,
         )? {
             publish::Published::Unchanged => writeln!(out, "{}: unchanged ({branch})", env.name)?,
@@ -442,6 +462,82 @@ fn github_output(name: &str, value: &str) -> Result<()> {
         writeln!(file, "{name}={value}")?;
     }
     Ok(())
+}
+
+/// Prints the plan, adds it to the job summary and the step outputs, and with
+/// `comment` posts it on the pull request. Exit 0 whatever the plan says.
+fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection)? else {
+        eprintln!("nothing planned: fix the errors above first");
+        return Err(Invalid.into());
+    };
+    let event = if base.is_none() || comment {
+        github::Event::from_env()?
+    } else {
+        None
+    };
+    let repo = plan::repository()?;
+    let base = match base {
+        Some(base) => base,
+        None => plan::default_base(&repo, event.as_ref().and_then(|e| e.base_sha()))?,
+    };
+    let out = plan::path_in_repo(&repo, &selection.out)?;
+    let at_base = plan::tree_at(&repo, &base, &out)?;
+    let current = rendered
+        .into_iter()
+        .map(|(env, rendered)| (env.name, rendered))
+        .collect();
+    let plan = plan::Plan::new(
+        base,
+        out.to_string_lossy().replace('\\', "/"),
+        &at_base,
+        current,
+        selection.names.is_empty(),
+    )?;
+    io::stdout().write_all(plan.markdown().as_bytes())?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let summary = plan.markdown_within(github::SUMMARY_LIMIT, "the job log");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut file| writeln!(file, "{summary}"))
+            .map_err(|e| {
+                let path = std::path::Path::new(&path);
+                anyhow::anyhow!("cannot write {}: {e}", path.display())
+            })?;
+    }
+    github_output("changed", &serde_json::to_string(&plan.changed())?)?;
+    if comment {
+        let target = github::Target::from_env(event.as_ref())?;
+        match github::post_plan(&target, &plan) {
+            Ok(posted) => {
+                let number = target.number;
+                match posted {
+                    Posted::Created(id) => eprintln!("plan posted on #{number} (comment {id})"),
+                    Posted::Updated(id) => eprintln!("plan updated on #{number} (comment {id})"),
+                    Posted::Unchanged(id) => {
+                        eprintln!("plan comment on #{number} is up to date (comment {id})")
+                    }
+                    Posted::Skipped => eprintln!("no changes and no plan comment on #{number}"),
+                }
+            }
+            // A pull request from a fork gets a read-only token: the job summary has the plan.
+            Err(e @ github::Error::Forbidden { .. }) => {
+                let message = format!(
+                    "cannot comment on pull request #{}: {e}; the plan is in the job summary",
+                    target.number
+                );
+                if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                    println!("::warning::{}", diagnostic::escape_data(&message));
+                } else {
+                    eprintln!("warning: {message}");
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 /// Invalid environment files stop a command that needs valid ones; the

@@ -9,6 +9,8 @@ pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod environment;
+pub mod github;
+pub mod plan;
 pub mod publish;
 pub mod render;
 pub mod stack;

@@ -328,7 +328,7 @@ fn push(repo: &Repository, remote: &str, branch: &str) -> Result<Option<String>,
 pub fn read_tree(repo: &Repository, tree: &git2::Tree) -> Result<Tree, Error> {
     let mut files = Tree::default();
     let mut failure = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() != Some(ObjectType::Blob) {
             return git2::TreeWalkResult::Ok;
         }
@@ -343,10 +343,11 @@ pub fn read_tree(repo: &Repository, tree: &git2::Tree) -> Result<Tree, Error> {
                 git2::TreeWalkResult::Abort
             }
         }
-    })?;
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(files),
+    });
+    // A failed blob read aborts the walk; report that error, not the abort.
+    match (failure, walked) {
+        (Some(e), _) | (None, Err(e)) => Err(e.into()),
+        (None, Ok(())) => Ok(files),
     }
 }
 

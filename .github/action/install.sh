@@ -147,6 +147,17 @@ resolve() {
 					log "${ref} (${a}) and v${crate} (${b}) differ; not using release v${crate}"
 				fi
 			fi
+		elif [[ ${ref} =~ ^[0-9a-f]{40}$ ]]; then
+			# Pinned by commit SHA: use the release of the crate version at that
+			# commit if its tag is that very commit.
+			local crate tagged
+			crate=$(crate_version || true)
+			tagged=$(if [[ -n ${crate} ]]; then commit_of "${repo}" "v${crate}" || true; fi)
+			if [[ -n ${crate} && ${tagged} == "${ref}" ]]; then
+				candidates=("v${crate}")
+			else
+				log "commit ${ref} is not the tag v${crate:-?}: building from source"
+			fi
 		else
 			log "action ref '${ref}' is not a release tag: building from source"
 		fi
@@ -215,7 +226,7 @@ install_release() {
 	mkdir -p "${dir}/bin"
 	tar -xzf "${tmp}/${asset}" -C "${tmp}"
 	[[ -f ${tmp}/${NAME} ]] || die "${asset} does not contain ${NAME} at its top level"
-	install -m 0755 "${tmp}/${NAME}" "${dir}/bin/${NAME}"
+	command install -m 0755 "${tmp}/${NAME}" "${dir}/bin/${NAME}"
 	rm -rf "${tmp}"
 }
 
@@ -229,7 +240,12 @@ install_source() {
 		die "cargo install failed"
 }
 
-install() {
+do_install() {
+	# A second use of the action in the same job finds the first one's binary.
+	if [[ -x ${TG_DIR:?}/bin/${NAME} ]] && "${TG_DIR}/bin/${NAME}" --version >&2; then
+		log "already installed in ${TG_DIR}"
+		return
+	fi
 	case "${TG_MODE:?}" in
 	release) install_release ;;
 	source) install_source ;;
@@ -240,6 +256,6 @@ install() {
 
 case "${1:-}" in
 resolve) resolve ;;
-install) install ;;
+install) do_install ;;
 *) die "usage: install.sh resolve|install" ;;
 esac

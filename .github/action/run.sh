@@ -94,16 +94,10 @@ check)
 	cli=(render --check "${flags[@]}")
 	;;
 plan)
-	cli=(plan)
-	[[ ${#envs[@]} -eq 0 ]] ||
-		printf '::notice title=tracker-gitops::plan always covers every environment; ignoring environments=%s\n' "${envs[*]}" >&2
-	if ! has_arg --base && [[ -n ${GITHUB_BASE_REF:-} ]]; then
-		if git rev-parse --verify --quiet "refs/remotes/origin/${GITHUB_BASE_REF}^{commit}" >/dev/null 2>&1; then
-			cli+=(--base "origin/${GITHUB_BASE_REF}")
-		else
-			printf '::warning title=tracker-gitops::origin/%s is not fetched; use actions/checkout with fetch-depth: 0 so plan can compare against the base branch\n' "${GITHUB_BASE_REF}" >&2
-		fi
-	fi
+	# The base defaults to the pull request's base commit (from the event),
+	# which actions/checkout must have fetched: use fetch-depth: 0.
+	mapfile -d '' -t flags < <(env_flags)
+	cli=(plan "${flags[@]}")
 	if [[ ${TG_COMMENT:-true} == true ]] && ! has_arg --comment; then
 		case "${GITHUB_EVENT_NAME:-}" in
 		pull_request | pull_request_target) cli+=(--comment) ;;
@@ -114,6 +108,8 @@ plan)
 publish)
 	mapfile -d '' -t flags < <(env_flags)
 	cli=(publish --push "${flags[@]}")
+	# --push needs --remote; actions/checkout names the remote origin.
+	has_arg --remote || cli+=(--remote origin)
 	uses_token=true
 	;;
 deploy | status)
@@ -150,6 +146,9 @@ if [[ ${command} == plan ]]; then
 		printf '::error title=tracker-gitops::could not write %s\n' "${plan_file}" >&2
 		status=2
 	fi
+	# Workflow commands (e.g. the ::warning:: of a refused comment) are for
+	# the runner, not part of the Markdown plan.
+	sed -i -E '/^::[a-z-]+( [^:]*)?::/d' "${plan_file}" || true
 else
 	GITHUB_OUTPUT=${cli_output} "${bin}" "${cli[@]}" || status=$?
 fi

@@ -54,6 +54,14 @@ tg_step() { tg_marker "step $1"; }
 tg_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 tg_is_sha() { [[ $1 =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; }
 
+# Copy stdin to stdout line by line; survives a closed stdout.
+tg_relay() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "$line" 2>/dev/null || true
+  done
+}
+
 # Compose, always in the checkout, with stdout sent to stderr unless captured
 # by the caller (tg_dc_out).
 tg_dc() { (cd "$tg_checkout" && docker compose "$@") >&2; }
@@ -342,6 +350,10 @@ tg_rollback() {
     tg_say "no previously deployed commit to roll back to; the stack is left as it is"
     tg_finish failed "$tg_commit" 1
   fi
+  if [[ $tg_previous == "$tg_commit" ]]; then
+    tg_say "$tg_commit is the deployed commit itself: nothing to roll back to; the stack is left as it is"
+    tg_finish failed "$tg_commit" 1
+  fi
   tg_say "rolling back to $tg_previous"
   tg_bad_services=()
   if tg_git checkout --quiet --detach --force "$tg_previous" >&2 \
@@ -397,9 +409,11 @@ tg_deploy() {
   fi
 
   # Once started, finish (including rollback and audit) even if the ssh
-  # connection drops: ignore SIGHUP and SIGPIPE here and in the children
-  # (docker compose then sees EPIPE instead of dying half-way).
+  # connection drops: ignore SIGHUP and SIGPIPE, and let children write into
+  # relays that keep draining when the session's stdout/stderr are gone
+  # (docker compose dies on EPIPE even with SIGPIPE ignored).
   trap '' HUP PIPE
+  exec 1> >(tg_relay) 2> >(tg_relay >&2)
   mkdir -p -- "$tg_root"
   tg_previous=$(tg_read_deployed)
   tg_audit_ready=1

@@ -34,6 +34,7 @@ cleanup() {
   docker rmi "tracker-gitops-e2e/prometheus:smoke-$$" >/dev/null 2>&1
   rm -rf -- "$REMOTE_ROOT"
   runuser -u tg-deploy -- git config --global --unset-all safe.directory "^$WORK/repo.git\$" 2>/dev/null
+  [[ -s /home/tg-deploy/.gitconfig ]] || rm -f /home/tg-deploy/.gitconfig
   "$HERE/vm.sh" stop "$WORK/vm"
   rm -rf -- "$WORK"
   exit "$rc"
@@ -136,6 +137,7 @@ name: $PROJECT
 services:
   tracker:
     image: tracker-gitops-e2e/tracker:3.0.0
+    pull_policy: never # local images only: never ask a registry
     restart: unless-stopped
     environment:
       TORRUST_TRACKER_CONFIG_TOML_PATH: /etc/torrust/tracker/tracker.toml
@@ -154,6 +156,7 @@ services:
       start_period: 5s
   prometheus:
     image: ${2:-tracker-gitops-e2e/prometheus:2.42}
+    pull_policy: never
     restart: unless-stopped
     depends_on: [tracker]
     environment:
@@ -304,10 +307,16 @@ check "failed rollback reported" has_line d8 "@@tracker-gitops result rollback-f
 check "failed rollback is loud" grep -q 'ROLLBACK FAILED' "$WORK/d8.err"
 check "deployed still C4" [ "$(cat "$REMOTE_ROOT/deployed")" = "$C4" ]
 
+# ---------------------------------------------------------------- 9. broken deployed commit
+deploy d9 "$C4"
+check "re-deploying the broken deployed commit fails (no rollback to itself)" \
+  has_line d9 "@@tracker-gitops result failed $C4"
+check "... and exits 1" [ "$(rc_of d9)" = 1 ]
+
 # ---------------------------------------------------------------- audit, secrets
-check "audit.log has one line per attempt (9)" [ "$(wc -l <"$REMOTE_ROOT/audit.log")" = 9 ]
+check "audit.log has one line per attempt (10)" [ "$(wc -l <"$REMOTE_ROOT/audit.log")" = 10 ]
 check "audit results" diff <(awk '{print $3}' "$REMOTE_ROOT/audit.log") \
-  <(printf 'result=%s\n' failed deployed noop rolled-back failed lock-busy deployed deployed rollback-failed)
+  <(printf 'result=%s\n' failed deployed noop rolled-back failed lock-busy deployed deployed rollback-failed failed)
 check "token absent from remote files but secrets.env" \
   [ -z "$(grep -rlF -- "$TOKEN" "$REMOTE_ROOT" --exclude=secrets.env 2>/dev/null)" ]
 check "token absent from all script output" [ -z "$(cat "$WORK"/*.out "$WORK"/*.err | grep -F -- "$TOKEN")" ]

@@ -1,7 +1,9 @@
 //! The integration tests: one binary, one module per command, shared helpers in
 //! `harness`.
 
+mod github;
 mod harness;
+mod plan;
 mod publish;
 mod render;
 
