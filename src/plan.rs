@@ -656,26 +656,15 @@ fn mermaid_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::environment::check_bytes;
+    use crate::environment::test_environment;
     use crate::render::{self, Templates};
 
     fn rendered(prometheus: &str) -> Rendered {
-        let json = format!(
-            r#"{{
-  "tracker": {{
-    "image": "torrust/tracker:develop",
-    "core": {{ "private": false, "listed": false, "database": {{ "driver": "sqlite3" }} }},
-    "udp_trackers": [{{ "bind_address": "0.0.0.0:6969" }}],
-    "http_api": {{ "bind_address": "127.0.0.1:1212", "admin_token": {{ "secret": "TOKEN" }} }}
-  }},
-  {prometheus}
-  "deploy": {{ "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }}
-}}"#
-        );
-        let env = check_bytes(Path::new("environments/test.json"), json.as_bytes())
-            .environment
-            .expect("valid");
-        render::render(&env, &Templates::load(None).unwrap()).unwrap()
+        render::render(
+            &test_environment(prometheus),
+            &Templates::load(None).unwrap(),
+        )
+        .unwrap()
     }
 
     /// The output directory at the base, holding `env`'s render.

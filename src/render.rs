@@ -120,9 +120,9 @@ impl Templates {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
-        registry.register_helper("yaml", Box::new(yaml_helper));
+        registry.register_helper("yaml", Box::new(scalar_helper));
+        registry.register_helper("toml", Box::new(scalar_helper));
         registry.register_helper("compose", Box::new(compose_helper));
-        registry.register_helper("toml", Box::new(toml_helper));
         for (name, text) in sources {
             registry
                 .register_template_string(&name, text)
@@ -319,25 +319,15 @@ fn param<'a>(h: &'a Helper, name: &'static str) -> Result<&'a Value, RenderError
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, 0).into())
 }
 
-fn yaml_helper(
+/// `{{yaml v}}` and `{{toml v}}`: one quoting serves both formats.
+fn scalar_helper(
     h: &Helper,
     _: &Handlebars,
     _: &Context,
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    out.write(&scalar(param(h, "yaml")?, quote)?)?;
-    Ok(())
-}
-
-fn toml_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(&scalar(param(h, "toml")?, quote)?)?;
+    out.write(&scalar(param(h, "value")?, quote)?)?;
     Ok(())
 }
 

@@ -492,34 +492,11 @@ pub fn plan(env: &Environment) -> Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::environment::check_bytes;
-
-    fn environment(json: &str) -> Environment {
-        let checked = check_bytes(
-            std::path::Path::new("environments/test.json"),
-            json.as_bytes(),
-        );
-        checked.environment.expect("valid")
-    }
-
-    fn base(extra: &str) -> String {
-        format!(
-            r#"{{
-  "tracker": {{
-    "image": "torrust/tracker:develop",
-    "core": {{ "private": false, "listed": false, "database": {{ "driver": "sqlite3" }} }},
-    "udp_trackers": [{{ "bind_address": "0.0.0.0:6969" }}],
-    "http_api": {{ "bind_address": "127.0.0.1:1212", "admin_token": {{ "secret": "TOKEN" }} }}
-  }},
-  {extra}
-  "deploy": {{ "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }}
-}}"#
-        )
-    }
+    use crate::environment::test_environment;
 
     #[test]
     fn tracker_only_stack() {
-        let stack = plan(&environment(&base("")));
+        let stack = plan(&test_environment(""));
         let names: Vec<_> = stack.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["tracker"]);
         assert!(stack.networks.is_empty() && stack.volumes.is_empty() && stack.secrets.is_empty());
@@ -532,7 +509,7 @@ mod tests {
 
     #[test]
     fn prometheus_brings_its_network_volume_and_token_secret() {
-        let stack = plan(&environment(&base(r#""prometheus": {},"#)));
+        let stack = plan(&test_environment(r#""prometheus": {},"#));
         let prometheus = stack.service("prometheus").unwrap();
         assert_eq!(
             prometheus.depends_on,

@@ -231,3 +231,24 @@ pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
     }
     Ok(path)
 }
+
+/// A minimal valid environment for unit tests; `extra` adds top-level sections
+/// (each followed by a comma).
+#[cfg(test)]
+pub fn test_environment(extra: &str) -> Environment {
+    let json = format!(
+        r#"{{
+  "tracker": {{
+    "image": "torrust/tracker:develop",
+    "core": {{ "private": false, "listed": false, "database": {{ "driver": "sqlite3" }} }},
+    "udp_trackers": [{{ "bind_address": "0.0.0.0:6969" }}],
+    "http_api": {{ "bind_address": "127.0.0.1:1212", "admin_token": {{ "secret": "TOKEN" }} }}
+  }},
+  {extra}
+  "deploy": {{ "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }}
+}}"#
+    );
+    check_bytes(Path::new("environments/test.json"), json.as_bytes())
+        .environment
+        .expect("the test environment is valid")
+}
