@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
 use crate::check::{self, ChangeKind};
+use crate::deploy;
 use crate::diagnostic::{self, FileReport};
 use crate::environment::{self, Environment};
 use crate::github::{self, Posted};
@@ -77,6 +78,44 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Deploy an environment's deploy branch to its VM over SSH.
+    Deploy {
+        #[command(flatten)]
+        target: Target,
+        /// Deploy this commit of the deploy branch (default: the branch tip).
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
+        /// Do not pull images first (they must already be on the VM).
+        #[arg(long)]
+        no_pull: bool,
+        /// Seconds the stack gets to become healthy before it is rolled back.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// One environment and how to reach its VM.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The environment.
+    #[arg(long = "env", value_name = "NAME")]
+    name: String,
+    #[command(flatten)]
+    dirs: Environments,
+    /// Private key file (default: the key text in $TRACKER_GITOPS_SSH_KEY).
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Repository the VM clones (default: deploy.repository, else the origin remote).
+    #[arg(long, value_name = "URL")]
+    repository: Option<String>,
+    /// Deploy branches are <prefix><env> unless the environment names its own.
+    #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
+    branch_prefix: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +220,13 @@ fn run(cli: Cli) -> Result<Outcome> {
             comment,
         } => plan(&selection, base, comment),
         Command::Publish { selection, args } => publish(&selection, &args),
+        Command::Deploy {
+            target,
+            commit,
+            no_pull,
+            timeout,
+        } => deploy(&target, commit, !no_pull, timeout),
+        Command::Status { target } => status(&target),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
             Ok(Outcome::Success)
@@ -538,6 +584,92 @@ fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Ou
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Loads and validates the target's environment; invalid → [`Invalid`].
+fn load_target(target: &Target) -> Result<Environment> {
+    let files = environment::select(&target.dirs.dir, std::slice::from_ref(&target.name))?;
+    match load_valid(&files)? {
+        Some(mut environments) if environments.len() == 1 => Ok(environments.remove(0)),
+        _ => Err(Invalid.into()),
+    }
+}
+
+fn connect(target: &Target, env: &Environment) -> Result<deploy::Connection> {
+    let identity = match &target.identity {
+        Some(file) => deploy::Identity::File(file.clone()),
+        None => std::env::var(deploy::KEY_VARIABLE)
+            .ok()
+            .filter(|key| !key.trim().is_empty())
+            .map(deploy::Identity::Text)
+            .ok_or(deploy::Error::NoKey)?,
+    };
+    Ok(deploy::Connection::new(&env.file.deploy, identity)?)
+}
+
+fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> Result<Outcome> {
+    let env = load_target(target)?;
+    // Before connecting: a deploy without its secrets would only fail on the VM.
+    let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
+    let settings = &env.file.deploy;
+    let repository = deploy::repository_url(
+        target.repository.as_deref(),
+        settings,
+        std::path::Path::new("."),
+    )?;
+    let branch = env.deploy_branch(&target.branch_prefix);
+    let commit = match commit {
+        Some(commit) => commit,
+        None => deploy::branch_tip(&repository, &branch)?,
+    };
+    let connection = connect(target, &env)?;
+    let health_url = crate::stack::tracker_health_url(&env);
+    let request = deploy::Request {
+        root: &settings.path,
+        repository: &repository,
+        branch: &branch,
+        commit: &commit,
+        pull,
+        timeout: std::time::Duration::from_secs(timeout),
+        health_url: &health_url,
+    };
+    let report = deploy::deploy(&connection, &secrets, &request, &mut io::stdout())?;
+    let sha = &report.sha;
+    match report.outcome {
+        deploy::Outcome::Deployed => println!("deployed {sha} to {}", env.name),
+        deploy::Outcome::Noop => println!("already at {sha} and healthy"),
+        deploy::Outcome::RolledBack => eprintln!("deploy failed, rolled back to {sha}"),
+        deploy::Outcome::Failed => eprintln!("deploy of {sha} failed"),
+        deploy::Outcome::RollbackFailed => eprintln!(
+            "ROLLBACK FAILED: deploy of {commit} failed and so did the rollback to {sha}; \
+             {} needs attention NOW",
+            env.name
+        ),
+        deploy::Outcome::LockBusy => eprintln!("deploy in progress: nothing done"),
+    }
+    let compose = report.compose();
+    println!(
+        "total {:.2}s: {:.2}s in docker compose (pull+up+health), {:.2}s ours",
+        report.total.as_secs_f64(),
+        compose.as_secs_f64(),
+        report.total.saturating_sub(compose).as_secs_f64()
+    );
+    Ok(if report.outcome.success() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
+
+fn status(target: &Target) -> Result<Outcome> {
+    let env = load_target(target)?;
+    let connection = connect(target, &env)?;
+    let branch = env.deploy_branch(&target.branch_prefix);
+    match deploy::status(&connection, &env.file.deploy.path, &branch)? {
+        0 => Ok(Outcome::Success),
+        1 => Ok(Outcome::Failure),
+        code => anyhow::bail!("status failed on the VM (exit {code})"),
+    }
 }
 
 /// Invalid environment files stop a command that needs valid ones; the

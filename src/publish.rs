@@ -150,7 +150,7 @@ impl Source {
 }
 
 /// A URL without any user or password in it.
-fn strip_credentials(url: &str) -> String {
+pub(crate) fn strip_credentials(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),

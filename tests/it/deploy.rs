@@ -1,0 +1,416 @@
+//! `deploy` and `status` end to end: the real binary, the system ssh client,
+//! a real sshd on loopback (tests/e2e/vm.sh), the local Docker engine and
+//! locally built images (tests/e2e/images.sh). Must run as root.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
+
+const PROJECT: &str = "tracker-e2e";
+const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
+
+fn e2e_script(name: &str) -> PathBuf {
+    repo_root().join("tests/e2e").join(name)
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let output = Std::new(program).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The loopback VM and everything the test leaves on this machine; all
+/// undone on drop, also when an assertion fails.
+struct Vm {
+    dir: PathBuf,
+    root: String,
+    origin: String,
+    env: Vec<(String, String)>,
+}
+
+impl Vm {
+    fn start(dir: PathBuf, origin: &Path) -> Self {
+        let dir_s = dir.to_str().unwrap().to_string();
+        sh(
+            "bash",
+            &[e2e_script("vm.sh").to_str().unwrap(), "start", &dir_s],
+        );
+        let origin = origin.to_str().unwrap().to_string();
+        let vm = Self {
+            env: parse_vm_env(&std::fs::read_to_string(dir.join("vm.env")).unwrap()),
+            dir,
+            root: format!("/home/tg-deploy/e2e-{}", random_hex()),
+            origin,
+        };
+        // origin.git is root's: let the deploy user clone it (git refuses
+        // other users' repositories otherwise), as remote-smoke.sh does.
+        sh(
+            "runuser",
+            &[
+                "-u",
+                "tg-deploy",
+                "--",
+                "git",
+                "config",
+                "--global",
+                "--add",
+                "safe.directory",
+                &vm.origin,
+            ],
+        );
+        vm
+    }
+
+    fn var(&self, name: &str) -> &str {
+        self.env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{name} not in vm.env"))
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = Std::new("docker")
+            .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
+            .output();
+        let _ = Std::new("runuser")
+            .args(["-u", "tg-deploy", "--", "git", "config", "--global"])
+            .args([
+                "--fixed-value",
+                "--unset-all",
+                "safe.directory",
+                &self.origin,
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = Std::new("bash")
+            .arg(e2e_script("vm.sh"))
+            .args(["stop"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+/// `NAME='value'` lines (vm.sh single-quotes every value).
+fn parse_vm_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| name.starts_with("VM_"))
+        .map(|(name, value)| (name.to_string(), value.trim_matches('\'').to_string()))
+        .collect()
+}
+
+fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
+    json!({
+        "tracker": {
+            "image": "tracker-gitops-e2e/tracker:3.0.0",
+            "config_schema": "2.0.0",
+            "core": {
+                "private": false,
+                "listed": false,
+                "announce_policy": { "interval": interval, "interval_min": 60 },
+                "database": { "driver": "sqlite3" }
+            },
+            "udp_trackers": [{ "bind_address": "0.0.0.0:6969" }],
+            "http_trackers": [{ "bind_address": "0.0.0.0:7070" }],
+            "http_api": {
+                "bind_address": "127.0.0.1:1212",
+                "admin_token": { "secret": "TRACKER_ADMIN_TOKEN" }
+            },
+            "health_check_api": { "bind_address": "127.0.0.1:1313" }
+        },
+        "prometheus": {
+            "image": "tracker-gitops-e2e/prometheus:2.42",
+            "publish": "127.0.0.1:9090",
+            "persist_data": true
+        },
+        "deploy": {
+            "host": "127.0.0.1",
+            "port": vm.var("VM_PORT").parse::<u16>().unwrap(),
+            "user": "tg-deploy",
+            "host_key": vm.var("VM_HOST_KEY"),
+            "path": vm.root,
+            "repository": vm.origin
+        }
+    })
+}
+
+/// Everything the binary printed, to search for the token at the end.
+#[derive(Default)]
+struct Transcript(std::sync::Mutex<String>);
+
+impl Transcript {
+    fn keep(&self, run: Run) -> Run {
+        let mut all = self.0.lock().unwrap();
+        all.push_str(&run.stdout());
+        all.push_str(&run.stderr());
+        run
+    }
+}
+
+struct Ctx<'a> {
+    project: &'a Project,
+    token: String,
+    key: String,
+    log: Transcript,
+}
+
+impl Ctx<'_> {
+    fn run(&self, args: &[&str]) -> Run {
+        let run = Run(self
+            .project
+            .command(args)
+            .env("TRACKER_ADMIN_TOKEN", &self.token)
+            .env("TRACKER_GITOPS_SSH_KEY", &self.key)
+            .output()
+            .unwrap());
+        self.log.keep(run)
+    }
+
+    /// Render, commit, publish; returns the new deploy-branch tip.
+    fn publish(&self, message: &str, templates: Option<&str>) -> String {
+        let overrides: Vec<&str> = templates
+            .map(|dir| vec!["--templates", dir])
+            .unwrap_or_default();
+        let mut render = vec!["render", "--env", "e2e"];
+        render.extend(&overrides);
+        let mut publish = vec!["publish", "--env", "e2e", "--remote", "origin", "--push"];
+        publish.extend(&overrides);
+        self.run(&render).expect(0);
+        self.project.commit_all(message);
+        self.run(&publish).expect(0);
+        self.project
+            .git(&["--git-dir", "origin.git", "rev-parse", "deploy/e2e"])
+            .trim()
+            .to_string()
+    }
+
+    fn deploy(&self) -> Run {
+        self.run(&["deploy", "--env", "e2e", "--no-pull", "--timeout", "90"])
+    }
+}
+
+fn timing(run: &Run) -> String {
+    run.stdout()
+        .lines()
+        .find(|l| l.starts_with("total "))
+        .unwrap_or("no timing line")
+        .to_string()
+}
+
+fn container(service: &str) -> String {
+    sh(
+        "docker",
+        &[
+            "ps",
+            "--filter",
+            &format!("label=com.docker.compose.project={PROJECT}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+            "-q",
+            "--no-trunc",
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+fn tracker_health() -> String {
+    let id = container("tracker");
+    sh(
+        "docker",
+        &["inspect", "-f", "{{.State.Health.Status}}", &id],
+    )
+    .trim()
+    .to_string()
+}
+
+/// Status code and body of a plain HTTP/1.0 GET.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn tracker_client(name: &str, target: &str) {
+    let output = Std::new(tracker_bin_dir().join(name))
+        .args(["announce", target, INFOHASH])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn deploy_without_its_secrets_exits_2_before_connecting() {
+    let project = Project::with_examples();
+    let run = Run(project
+        .command(&["deploy", "--env", "staging"])
+        .env_remove("TRACKER_ADMIN_TOKEN")
+        .env("TRACKER_GITOPS_SSH_KEY", "unused")
+        .output()
+        .unwrap())
+    .expect(2);
+    assert!(run.stderr().contains("missing secret: TRACKER_ADMIN_TOKEN"));
+}
+
+#[test]
+fn deploy_e2e_rollout_rollback_lock_and_secrets() {
+    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    let project = Project::with_examples_in_git();
+    // The deploy user clones origin.git from inside the (0700) temp dir.
+    sh("chmod", &["0755", project.path().to_str().unwrap()]);
+    let _ = Std::new("docker")
+        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
+        .output();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
+    let ctx = Ctx {
+        project: &project,
+        token: format!("e2e-token-{}", random_hex()),
+        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
+        log: Transcript::default(),
+    };
+    let env_file = "environments/e2e.json";
+    // (1) first deploy
+    project.write(
+        env_file,
+        serde_json::to_string_pretty(&environment(&vm, 120)).unwrap(),
+    );
+    let c1 = ctx.publish("e2e environment", None);
+    let run = ctx.deploy().expect(0);
+    assert!(run.stdout().contains(&format!("deployed {c1} to e2e")));
+    assert!(run.stdout().contains("step health"), "{}", run.stdout());
+    eprintln!("step 1 deploy: {}", timing(&run));
+    tracker_client("udp_tracker_client", "127.0.0.1:6969");
+    tracker_client("http_tracker_client", "http://127.0.0.1:7070");
+    let (code, body) = http_get(
+        "127.0.0.1:1212",
+        &format!("/api/v1/stats?token={}", ctx.token),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+        "{body}"
+    );
+    let (code, _) = http_get("127.0.0.1:1212", "/api/v1/stats?token=wrong");
+    assert_ne!(code, 200);
+
+    // (2) only the announce interval changes: only the tracker is recreated
+    let tracker_before = container("tracker");
+    let prometheus_before = container("prometheus");
+    project.write(
+        env_file,
+        serde_json::to_string_pretty(&environment(&vm, 300)).unwrap(),
+    );
+    let c2 = ctx.publish("longer announce interval", None);
+    let run = ctx.deploy().expect(0);
+    assert!(run.stdout().contains(&format!("deployed {c2} to e2e")));
+    eprintln!("step 2 deploy: {}", timing(&run));
+    assert_ne!(container("tracker"), tracker_before);
+    assert_eq!(container("prometheus"), prometheus_before);
+
+    // (3) a tracker config the tracker rejects: rolled back to c2
+    let template = std::fs::read_to_string(repo_root().join("templates/tracker-2.0.0.toml.hbs"))
+        .unwrap()
+        .replace(
+            "threshold = {{toml tracker.log_level}}",
+            "threshold = \"bogus\"",
+        );
+    assert!(template.contains("\"bogus\""));
+    project.write("broken/tracker-2.0.0.toml.hbs", template);
+    let c3 = ctx.publish("broken tracker config", Some("broken"));
+    let run = ctx.deploy().expect(1);
+    assert!(
+        run.stderr()
+            .contains(&format!("deploy failed, rolled back to {c2}")),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(tracker_health(), "healthy");
+    let status = ctx.run(&["status", "--env", "e2e"]).expect(1);
+    assert!(
+        status.stdout().contains(&format!("deployed: {c2}")),
+        "{}",
+        status.stdout()
+    );
+    let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("commit={c3} result=rolled-back previous={c2}"))),
+        "{audit}"
+    );
+
+    // (4) two deploys at once: one holds the lock, the other is refused
+    // A real change, so that the first deploy holds the lock while the
+    // tracker is recreated and becomes healthy.
+    project.write(
+        env_file,
+        serde_json::to_string_pretty(&environment(&vm, 600)).unwrap(),
+    );
+    let c4 = ctx.publish("good config again", None);
+    let (a, b) = std::thread::scope(|s| {
+        let first = s.spawn(|| ctx.deploy());
+        std::thread::sleep(Duration::from_millis(1500));
+        let second = s.spawn(|| ctx.deploy());
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let (won, lost) = if a.code() == 0 { (a, b) } else { (b, a) };
+    let won = won.expect(0);
+    assert!(won.stdout().contains(&c4), "{}", won.stdout());
+    let lost = lost.expect(1);
+    assert!(
+        lost.stderr().contains("deploy in progress"),
+        "{}",
+        lost.stderr()
+    );
+    assert_eq!(tracker_health(), "healthy");
+    ctx.run(&["status", "--env", "e2e"]).expect(0);
+
+    // (5) the token never left the process environment and the VM
+    let history = project.git(&["--git-dir", "origin.git", "log", "-p", "--all"]);
+    assert!(!history.contains(&ctx.token));
+    let printed = ctx.log.0.lock().unwrap();
+    assert!(!printed.is_empty());
+    assert!(!printed.contains(&ctx.token));
+}
