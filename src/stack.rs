@@ -37,6 +37,8 @@ pub struct Service {
     pub image: String,
     pub command: Vec<String>,
     pub tty: bool,
+    /// Sent by `docker compose` to stop the container, when not SIGTERM.
+    pub stop_signal: Option<String>,
     pub environment: Vec<EnvVar>,
     pub ports: Vec<Port>,
     pub volumes: Vec<Mount>,
@@ -174,7 +176,10 @@ fn differences(a: &Service, b: &Service) -> Vec<&'static str> {
         (a.networks != b.networks, "networks"),
         (a.depends_on != b.depends_on, "dependencies"),
         (a.secrets != b.secrets, "secrets"),
-        (a.command != b.command || a.tty != b.tty, "command"),
+        (
+            a.command != b.command || a.tty != b.tty || a.stop_signal != b.stop_signal,
+            "command",
+        ),
         (a.healthcheck != b.healthcheck, "healthcheck"),
     ]
     .into_iter()
@@ -189,6 +194,7 @@ impl Service {
             image: image.into(),
             command: Vec::new(),
             tty: false,
+            stop_signal: None,
             environment: Vec::new(),
             ports: Vec::new(),
             volumes: Vec::new(),
@@ -295,6 +301,9 @@ pub fn plan(env: &Environment) -> Stack {
     };
 
     let mut tracker = Service::new("tracker", &tracker_config.image);
+    // The tracker runs as PID 1, which ignores SIGTERM; it shuts down cleanly on
+    // SIGINT. Without this every recreate waits out compose's 10 s stop timeout.
+    tracker.stop_signal = Some("SIGINT".into());
     tracker.env("TORRUST_TRACKER_CONFIG_TOML_PATH", TRACKER_CONFIG_FILE);
     let driver = match &tracker_config.core.database {
         Database::Sqlite { .. } => "sqlite3",

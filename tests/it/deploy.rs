@@ -211,14 +211,6 @@ impl Ctx<'_> {
     }
 }
 
-fn timing(run: &Run) -> String {
-    run.stdout()
-        .lines()
-        .find(|l| l.starts_with("total "))
-        .unwrap_or("no timing line")
-        .to_string()
-}
-
 fn container(service: &str) -> String {
     sh(
         "docker",
@@ -320,7 +312,23 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let run = ctx.deploy().expect(0);
     assert!(run.stdout().contains(&format!("deployed {c1} to e2e")));
     assert!(run.stdout().contains("step health"), "{}", run.stdout());
-    eprintln!("step 1 deploy: {}", timing(&run));
+    for step in [
+        "connect", "lock", "fetch", "checkout", "secrets", "up", "health",
+    ] {
+        let timed = format!("  {step} ");
+        assert!(
+            run.stdout().lines().any(|l| l.starts_with(&timed)),
+            "{step}: {}",
+            run.stdout()
+        );
+    }
+    assert!(
+        run.stdout()
+            .contains("s in docker compose (pull+up+health), "),
+        "{}",
+        run.stdout()
+    );
+    eprintln!("step 1 deploy:\n{}", run.stdout());
     tracker_client("udp_tracker_client", "127.0.0.1:6969");
     tracker_client("http_tracker_client", "http://127.0.0.1:7070");
     let (code, body) = http_get(
@@ -345,7 +353,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let c2 = ctx.publish("longer announce interval", None);
     let run = ctx.deploy().expect(0);
     assert!(run.stdout().contains(&format!("deployed {c2} to e2e")));
-    eprintln!("step 2 deploy: {}", timing(&run));
+    eprintln!("step 2 deploy:\n{}", run.stdout());
     assert_ne!(container("tracker"), tracker_before);
     assert_eq!(container("prometheus"), prometheus_before);
 
@@ -381,7 +389,8 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         "{audit}"
     );
 
-    // (4) two deploys at once: one holds the lock, the other is refused
+    // (4) two deploys at once: the second waits for the lock, then either
+    // finds the work done (a no-op) or gives up with "deploy in progress".
     // A real change, so that the first deploy holds the lock while the
     // tracker is recreated and becomes healthy.
     project.write(
@@ -389,21 +398,46 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         serde_json::to_string_pretty(&environment(&vm, 600)).unwrap(),
     );
     let c4 = ctx.publish("good config again", None);
-    let (a, b) = std::thread::scope(|s| {
+    let (first, second) = std::thread::scope(|s| {
         let first = s.spawn(|| ctx.deploy());
         std::thread::sleep(Duration::from_millis(1500));
         let second = s.spawn(|| ctx.deploy());
         (first.join().unwrap(), second.join().unwrap())
     });
-    let (won, lost) = if a.code() == 0 { (a, b) } else { (b, a) };
-    let won = won.expect(0);
-    assert!(won.stdout().contains(&c4), "{}", won.stdout());
-    let lost = lost.expect(1);
+    let first = first.expect(0);
     assert!(
-        lost.stderr().contains("deploy in progress"),
+        first.stdout().contains(&format!("deployed {c4} to e2e")),
         "{}",
-        lost.stderr()
+        first.stdout()
     );
+    let waited = second
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("  lock "))
+        .and_then(|d| d.trim_end_matches('s').parse::<f64>().ok())
+        .unwrap_or(0.0);
+    match second.code() {
+        0 => {
+            assert!(
+                second.stdout().contains(&format!("already at {c4}")),
+                "{}",
+                second.stdout()
+            );
+            assert!(
+                waited >= 1.0,
+                "the second deploy did not wait for the lock: {}",
+                second.stdout()
+            );
+        }
+        _ => {
+            let second = second.expect(1);
+            assert!(
+                second.stderr().contains("deploy in progress"),
+                "{}",
+                second.stderr()
+            );
+        }
+    }
     assert_eq!(tracker_health(), "healthy");
     ctx.run(&["status", "--env", "e2e"]).expect(0);
 
