@@ -113,6 +113,12 @@ struct Target {
     /// Repository the VM clones (default: deploy.repository, else the origin remote).
     #[arg(long, value_name = "URL")]
     repository: Option<String>,
+    #[command(flatten)]
+    branches: Branches,
+}
+
+#[derive(Debug, clap::Args)]
+struct Branches {
     /// Deploy branches are <prefix><env> unless the environment names its own.
     #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
     branch_prefix: String,
@@ -120,9 +126,8 @@ struct Target {
 
 #[derive(Debug, clap::Args)]
 struct PublishArgs {
-    /// Deploy branches are <prefix><env> unless the environment names its own.
-    #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
-    branch_prefix: String,
+    #[command(flatten)]
+    branches: Branches,
     /// Build on this remote's branch tips (fetched first).
     #[arg(long, value_name = "NAME")]
     remote: Option<String>,
@@ -463,7 +468,7 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut published = serde_json::Map::new();
     for ((env, result), provenance) in rendered.iter().zip(&provenances) {
-        let branch = env.deploy_branch(&args.branch_prefix);
+        let branch = env.deploy_branch(&args.branches.branch_prefix);
         match publish::publish(
             source.repository(),
             env,
@@ -617,7 +622,7 @@ fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> 
         settings,
         std::path::Path::new("."),
     )?;
-    let branch = env.deploy_branch(&target.branch_prefix);
+    let branch = env.deploy_branch(&target.branches.branch_prefix);
     let commit = match commit {
         Some(commit) => commit,
         None => deploy::branch_tip(&repository, &branch)?,
@@ -664,7 +669,7 @@ fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> 
 fn status(target: &Target) -> Result<Outcome> {
     let env = load_target(target)?;
     let connection = connect(target, &env)?;
-    let branch = env.deploy_branch(&target.branch_prefix);
+    let branch = env.deploy_branch(&target.branches.branch_prefix);
     match deploy::status(&connection, &env.file.deploy.path, &branch)? {
         0 => Ok(Outcome::Success),
         1 => Ok(Outcome::Failure),
