@@ -210,6 +210,19 @@ impl Connection {
             .args(args);
         command
     }
+
+    /// Starts the remote script; its stdin is ours to feed, its stderr is shown as is.
+    fn spawn(&self, args: &[&str], stdout: Stdio) -> Result<std::process::Child, Error> {
+        self.command(args)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: "ssh",
+                source,
+            })
+    }
 }
 
 /// ssh refuses key files others can read, and OpenSSH needs the final newline.
@@ -439,16 +452,7 @@ pub fn deploy(
         request.health_url,
     ];
     let start = Instant::now();
-    let mut child = connection
-        .command(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: "ssh",
-            source,
-        })?;
+    let mut child = connection.spawn(&args, Stdio::piped())?;
     // From a thread: ssh may not read all of stdin before we read its stdout.
     let mut stdin = child.stdin.take().expect("piped");
     let script = format!("{}{REMOTE_SCRIPT}", secrets.block());
@@ -522,16 +526,7 @@ fn end_step(
 /// Runs `status` on the VM; its report goes to our stdout, its exit code is returned
 /// (0 in sync, 1 out of sync, 2 error).
 pub fn status(connection: &Connection, root: &str, branch: &str) -> Result<i32, Error> {
-    let mut child = connection
-        .command(&["status", root, branch])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: "ssh",
-            source,
-        })?;
+    let mut child = connection.spawn(&["status", root, branch], Stdio::inherit())?;
     let mut stdin = child.stdin.take().expect("piped");
     // status reads the secrets the VM stored; it needs none from us.
     let _ = stdin.write_all(REMOTE_SCRIPT.as_bytes());
