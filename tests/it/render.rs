@@ -451,9 +451,58 @@ fn templates_can_be_overridden_by_name_and_errors_point_into_them() {
     );
 }
 
-mod quoting {
+mod properties {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
     use proptest::prelude::*;
-    use tracker_gitops::render::quote;
+    use serde_json::json;
+    use tracker_gitops::environment::check_bytes;
+    use tracker_gitops::render::{Templates, quote, render};
+
+    /// Strings built from the characters that break YAML, TOML and compose
+    /// files: quotes, newlines, `#`, `: `, `${`, backslashes, NUL.
+    fn hostile() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(
+            "[a-z0-9A-Z._\\-]{0,6}([\"'#:$\\{}\n\r\t\u{0} ]{0,3}[a-z0-9._-]{0,6}){0,3}",
+        )
+        .unwrap()
+    }
+
+    const FIELDS: &[&str] = &[
+        "/description",
+        "/tracker/image",
+        "/tracker/core/database/database_name",
+        "/prometheus/image",
+        "/prometheus/retention",
+        "/grafana/admin_user",
+        "/grafana/domain",
+        "/grafana/image",
+        "/deploy/host",
+        "/deploy/path",
+        "/deploy/branch",
+    ];
+
+    fn service_keys() -> BTreeSet<&'static str> {
+        [
+            "image",
+            "command",
+            "restart",
+            "tty",
+            "stop_signal",
+            "labels",
+            "environment",
+            "ports",
+            "volumes",
+            "secrets",
+            "networks",
+            "depends_on",
+            "healthcheck",
+            "logging",
+        ]
+        .into_iter()
+        .collect()
+    }
 
     proptest! {
         /// Whatever the string, the quoted form parses back to exactly it, as
@@ -468,6 +517,40 @@ mod quoting {
             let parsed: toml::Table = toml::from_str(&toml_text).unwrap();
             prop_assert_eq!(parsed.len(), 1);
             prop_assert_eq!(parsed["key"].as_str(), Some(text.as_str()));
+        }
+
+        /// Whatever goes into a string field: either validation refuses it, or
+        /// the render parses as YAML and TOML with exactly the expected
+        /// services and keys.
+        #[test]
+        fn no_value_injects_into_the_render(field in proptest::sample::select(FIELDS), value in hostile()) {
+            let mut env: serde_json::Value = serde_json::from_str(include_str!("../../environments/production.json")).unwrap();
+            // SQLite, so that database_name is rendered into a path.
+            env["tracker"]["core"]["database"] = json!({"driver": "sqlite3", "database_name": "db.sqlite"});
+            *env.pointer_mut(field).unwrap_or_else(|| panic!("{field}")) = json!(value);
+            let bytes = serde_json::to_vec(&env).unwrap();
+            let Some(environment) = check_bytes(Path::new("environments/prop.json"), &bytes).environment else {
+                return Ok(());
+            };
+            let rendered = render(&environment, &Templates::load(None).unwrap()).unwrap();
+            let compose: serde_yaml_ng::Value = serde_yaml_ng::from_slice(rendered.tree.get("docker-compose.yml").unwrap()).unwrap();
+            let top: BTreeSet<_> = compose.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+            prop_assert_eq!(top, ["name", "services", "networks", "volumes", "secrets"].into_iter().collect::<BTreeSet<_>>());
+            let services = compose["services"].as_mapping().unwrap();
+            let names: BTreeSet<_> = services.keys().map(|k| k.as_str().unwrap()).collect();
+            prop_assert_eq!(names, ["tracker", "prometheus", "grafana"].into_iter().collect::<BTreeSet<_>>());
+            for (_, service) in services {
+                for key in service.as_mapping().unwrap().keys() {
+                    prop_assert!(service_keys().contains(key.as_str().unwrap()), "{key:?}");
+                }
+            }
+            for path in ["storage/tracker/etc/tracker.toml"] {
+                let text = std::str::from_utf8(rendered.tree.get(path).unwrap()).unwrap();
+                prop_assert!(toml::from_str::<toml::Table>(text).is_ok(), "{path}");
+            }
+            for path in ["storage/prometheus/etc/prometheus.yml", "storage/grafana/provisioning/datasources/prometheus.yml"] {
+                prop_assert!(serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(rendered.tree.get(path).unwrap()).is_ok(), "{path}");
+            }
         }
     }
 }
