@@ -676,18 +676,23 @@ mod tests {
         tree
     }
 
+    /// The plan of environment `test` going from `base` to `now`.
+    fn plan_between(base: &Rendered, now: Rendered) -> Plan {
+        Plan::new(
+            "main",
+            "build",
+            &committed("test", base),
+            vec![("test".into(), now)],
+            true,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_config_change_recreates_only_its_service() {
         let base = rendered(r#""prometheus": { "scrape_interval": 15 },"#);
         let now = rendered(r#""prometheus": { "scrape_interval": 30 },"#);
-        let plan = Plan::new(
-            "main",
-            "build",
-            &committed("test", &base),
-            vec![("test".into(), now)],
-            true,
-        )
-        .unwrap();
+        let plan = plan_between(&base, now);
         let env = &plan.environments[0];
         assert_eq!(env.summary(), "prometheus: recreated; tracker: unchanged");
         assert!(!env.topology_changed());
@@ -701,14 +706,7 @@ mod tests {
     fn removing_a_service_changes_the_topology() {
         let base = rendered(r#""prometheus": {},"#);
         let now = rendered("");
-        let plan = Plan::new(
-            "main",
-            "build",
-            &committed("test", &base),
-            vec![("test".into(), now)],
-            true,
-        )
-        .unwrap();
+        let plan = plan_between(&base, now);
         let env = &plan.environments[0];
         assert_eq!(
             env.summary(),
