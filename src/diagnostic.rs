@@ -164,8 +164,15 @@ impl FileReport {
         };
         let source_line = text[range.clone()].trim_end_matches(['\n', '\r']);
         let span = self.clamp(span);
-        let start = span.start.max(range.start) - range.start;
-        let end = (span.end.min(range.start + source_line.len()) - range.start).max(start);
+        // A span may start on the line break itself (a raw newline in a string).
+        let start = floor_char_boundary(
+            source_line,
+            (span.start.max(range.start) - range.start).min(source_line.len()),
+        );
+        let end = floor_char_boundary(
+            source_line,
+            (span.end.min(range.start + source_line.len()) - range.start).max(start),
+        );
         let indent: String = source_line[..start]
             .chars()
             .map(|c| if c == '\t' { '\t' } else { ' ' })
@@ -279,6 +286,20 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_span_on_a_line_break_underlines_its_end() {
+        let text = "{\n  \"a\": \"x\ny\"\n}\n".to_string();
+        let report = FileReport::new(
+            "x.json".into(),
+            text,
+            vec![Diagnostic::error("/a", 11..12, "control character")],
+        );
+        let mut out = codespan_reporting::term::termcolor::NoColor::new(Vec::new());
+        report.write_human(&mut out, true).unwrap();
+        let out = String::from_utf8(out.into_inner()).unwrap();
+        assert!(out.contains("2 |   \"a\": \"x\n  |          ^\n"), "{out}");
     }
 
     #[test]

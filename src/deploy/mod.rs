@@ -187,7 +187,9 @@ impl Connection {
         })
     }
 
-    /// `ssh … bash -s -- ARGS`, never through a shell on our side.
+    /// `ssh … bash -s -- ARGS`. No shell runs on our side, but ssh joins the
+    /// remote command into one line for the VM's login shell: every argument
+    /// is quoted for it.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("ssh");
         command
@@ -207,7 +209,7 @@ impl Connection {
             .arg(self.port.to_string())
             .arg(&self.destination)
             .args(["bash", "-s", "--"])
-            .args(args);
+            .args(args.iter().map(|arg| shell_quote(arg)));
         command
     }
 
@@ -223,6 +225,11 @@ impl Connection {
                 source,
             })
     }
+}
+
+/// `text` as one word for a POSIX shell: single-quoted, with `'` as `'\''`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// ssh refuses key files others can read, and OpenSSH needs the final newline.
@@ -545,6 +552,30 @@ pub fn status(connection: &Connection, root: &str, branch: &str) -> Result<i32, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The quoted words, run through a real shell, come back unchanged.
+    #[test]
+    fn remote_arguments_survive_the_login_shell() {
+        let hostile = [
+            "plain",
+            "a b",
+            "x;$(touch /tmp/pwned)",
+            "it's",
+            "`id`&|>",
+            "",
+        ];
+        let line = hostile
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let output = Command::new("sh")
+            .args(["-c", &format!("printf '%s\\n' {line}")])
+            .output()
+            .unwrap();
+        let echoed = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(echoed.lines().collect::<Vec<_>>(), hostile);
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

@@ -64,20 +64,13 @@ impl Environment {
 
     /// Every secret the stack needs at deploy time, in a stable order, once each.
     pub fn secrets(&self) -> Vec<&str> {
-        let file = &self.file;
-        let mut names = vec![file.tracker.http_api.admin_token.name()];
-        if let Database::Mysql(mysql) = &file.tracker.core.database {
-            names.push(mysql.password.name());
-            if let Some(root) = &mysql.root_password {
-                names.push(root.name());
-            }
-        }
-        if let Some(grafana) = &file.grafana {
-            names.push(grafana.admin_password.name());
-        }
         let mut seen = std::collections::BTreeSet::new();
-        names.retain(|name| seen.insert(*name));
-        names
+        self.file
+            .secret_references()
+            .into_iter()
+            .map(|(_, name)| name)
+            .filter(|name| seen.insert(*name))
+            .collect()
     }
 }
 

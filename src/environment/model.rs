@@ -33,6 +33,32 @@ pub struct EnvironmentFile {
     pub deploy: Deploy,
 }
 
+impl EnvironmentFile {
+    /// Every secret reference, as (JSON pointer of its name, name), in file order.
+    pub fn secret_references(&self) -> Vec<(&'static str, &str)> {
+        let mut found = vec![(
+            "/tracker/http_api/admin_token/secret",
+            self.tracker.http_api.admin_token.name(),
+        )];
+        if let Database::Mysql(mysql) = &self.tracker.core.database {
+            found.push((
+                "/tracker/core/database/password/secret",
+                mysql.password.name(),
+            ));
+            if let Some(root) = &mysql.root_password {
+                found.push(("/tracker/core/database/root_password/secret", root.name()));
+            }
+        }
+        if let Some(grafana) = &self.grafana {
+            found.push((
+                "/grafana/admin_password/secret",
+                grafana.admin_password.name(),
+            ));
+        }
+        found
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigSchema {
     #[serde(rename = "2.0.0")]
@@ -204,7 +230,6 @@ pub struct Deploy {
     pub repository: Option<String>,
 }
 
-pub const DEFAULT_TRACKER_IMAGE: &str = "torrust/tracker:develop";
 pub const DEFAULT_MYSQL_IMAGE: &str = "mysql:8.4";
 
 fn default_log_level() -> LogLevel {

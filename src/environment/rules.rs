@@ -44,6 +44,47 @@ pub fn check_name(name: &str) -> Option<Diagnostic> {
     })
 }
 
+/// Secret names that would be read from, or land in, a variable with another
+/// meaning: CI credentials (the deploy key, GitHub's token) would be shipped to
+/// the VM, and shell or tool variables would change how the deploy runs. The
+/// remote script refuses the same names.
+const RESERVED_PREFIXES: &[&str] = &[
+    "TRACKER_GITOPS_",
+    "GITHUB_",
+    "RUNNER_",
+    "ACTIONS_",
+    "LC_",
+    "LD_",
+    "BASH",
+    "DOCKER_",
+    "COMPOSE_",
+    "GIT_",
+    "SSH_",
+    "TG_",
+];
+const RESERVED_NAMES: &[&str] = &[
+    "CI",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "IFS",
+    "PWD",
+    "OLDPWD",
+    "TMPDIR",
+    "ENV",
+    "CDPATH",
+    "TERM",
+    "LANG",
+    "SHELLOPTS",
+    "PS4",
+];
+
+fn reserved(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Every socket address in the file, as (pointer, text).
 fn address_pointers(value: &Value) -> Vec<(String, &str)> {
     let mut found = Vec::new();
@@ -220,6 +261,15 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
                     ),
                 )
                 .with_hint("give every listener its own port"),
+            );
+        }
+    }
+
+    for (pointer, name) in env.secret_references() {
+        if reserved(name) {
+            found.push(
+                Diagnostic::error(pointer, span(pointer), format!("`{name}` cannot be a secret name"))
+                    .with_hint("it names a variable of CI, the shell or a tool; choose your own, e.g. TRACKER_ADMIN_TOKEN"),
             );
         }
     }
