@@ -326,7 +326,9 @@ fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Ren
     Ok(Some(rendered))
 }
 
-/// Directories in OUT that no environment renders to (only when all are selected).
+/// Rendered environments in OUT that no environment file renders to any more
+/// (only when all are selected). Only directories holding our stack file
+/// count: nothing else in OUT is ever touched.
 fn orphaned_outputs(
     selection: &Selection,
     rendered: &[(Environment, Rendered)],
@@ -334,12 +336,14 @@ fn orphaned_outputs(
     if !selection.names.is_empty() || !selection.out.is_dir() {
         return Ok(Vec::new());
     }
+    let out = &selection.out;
     let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(&selection.out)? {
-        let entry = entry?;
+    let entries = std::fs::read_dir(out)
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().is_dir()
-            && !name.starts_with('.')
+        if entry.path().join(render::STACK_FILE).is_file()
             && !rendered.iter().any(|(env, _)| env.name == name)
         {
             orphans.push(entry.path());
@@ -386,7 +390,8 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
                 orphan.display()
             )?;
         } else {
-            std::fs::remove_dir_all(&orphan)?;
+            std::fs::remove_dir_all(&orphan)
+                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", orphan.display()))?;
             writeln!(
                 out,
                 "{}: removed (no environment file renders to it)",
@@ -509,8 +514,13 @@ fn github_output(name: &str, value: &str) -> Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
-            .open(path)?;
-        writeln!(file, "{name}={value}")?;
+            .open(&path)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open GITHUB_OUTPUT {}: {e}", path.to_string_lossy())
+            })?;
+        writeln!(file, "{name}={value}").map_err(|e| {
+            anyhow::anyhow!("cannot write GITHUB_OUTPUT {}: {e}", path.to_string_lossy())
+        })?;
     }
     Ok(())
 }
@@ -650,7 +660,8 @@ fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> 
              {} needs attention NOW",
             env.name
         ),
-        deploy::Outcome::LockBusy => eprintln!("deploy in progress: nothing done"),
+        // Nothing was tried: the tool could not do its job (exit 2).
+        deploy::Outcome::LockBusy => anyhow::bail!("deploy in progress: nothing done"),
     }
     let compose = report.compose();
     println!(

@@ -188,7 +188,7 @@ async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<P
     }
 }
 
-/// The oldest comment carrying the marker, through every page of comments.
+/// The oldest bot comment carrying the marker, through every page of comments.
 async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Comment>> {
     let mut page = github
         .issues(&target.owner, &target.repo)
@@ -199,10 +199,12 @@ async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Com
     loop {
         let next = page.next.take();
         if let Some(comment) = page.items.into_iter().find(|c| {
-            // Only at the start: a comment quoting the plan is not the plan.
-            c.body
-                .as_deref()
-                .is_some_and(|body| body.trim_start().starts_with(MARKER))
+            // Only a bot's (the workflow token writes as one), and only at the
+            // start: a person's comment quoting the plan is not the plan.
+            c.user.r#type == "Bot"
+                && c.body
+                    .as_deref()
+                    .is_some_and(|body| body.trim_start().starts_with(MARKER))
         }) {
             return Ok(Some(comment));
         }

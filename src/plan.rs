@@ -12,11 +12,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::LazyLock;
 
 use git2::{ErrorCode, Repository};
-use serde::Deserialize;
 
 use crate::check::{self, ChangeKind, FileChange};
 use crate::publish;
-use crate::render::{Rendered, STACK_FILE};
+use crate::render::{self, Rendered, STACK_FILE};
 use crate::stack::{self, Port, Protocol, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
@@ -153,12 +152,6 @@ pub struct EnvironmentPlan {
     pub base: Option<Rendered>,
     /// The fresh render; `None` for a removed environment.
     pub current: Option<Rendered>,
-}
-
-/// The manifest a render writes to [`STACK_FILE`].
-#[derive(Deserialize)]
-struct Manifest {
-    stack: Stack,
 }
 
 impl Plan {
@@ -353,19 +346,17 @@ fn env_dir(out: &str, name: &str) -> String {
 
 /// The committed render of one environment, from its files.
 fn parse_committed(tree: Tree, rev: &str, dir: &str) -> Result<Rendered, Error> {
-    let bytes = tree.get(STACK_FILE).ok_or_else(|| Error::NoStack {
-        rev: rev.to_string(),
-        dir: dir.to_string(),
-    })?;
-    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Stack {
-        rev: rev.to_string(),
-        dir: dir.to_string(),
-        source,
-    })?;
-    Ok(Rendered {
-        stack: manifest.stack,
-        tree,
-    })
+    let stack = render::recorded_stack(&tree)
+        .ok_or_else(|| Error::NoStack {
+            rev: rev.to_string(),
+            dir: dir.to_string(),
+        })?
+        .map_err(|source| Error::Stack {
+            rev: rev.to_string(),
+            dir: dir.to_string(),
+            source,
+        })?;
+    Ok(Rendered { stack, tree })
 }
 
 static EMPTY: LazyLock<Tree> = LazyLock::new(Tree::default);
@@ -520,7 +511,7 @@ fn details(change: &ServiceChange, before: Option<&Service>, after: Option<&Serv
     }
 }
 
-/// Published ports as `host:port→target/protocol`, in order.
+/// Published ports as `host:port→target/protocol`, sorted.
 fn published(ports: &[Port]) -> BTreeSet<String> {
     ports.iter().map(port_label).collect()
 }

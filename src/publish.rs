@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::check::{self, ChangeKind};
 use crate::environment::Environment;
-use crate::render::{Rendered, STACK_FILE};
-use crate::stack::{ServiceChange, Stack};
+use crate::render::Rendered;
+use crate::stack::ServiceChange;
 use crate::tree::Tree;
 
 /// The provenance file added to every published tree.
@@ -387,10 +387,8 @@ fn commit_message(
     rendered: &Rendered,
     provenance: &Provenance,
 ) -> String {
-    let old_stack: Option<Stack> = previous
-        .get(STACK_FILE)
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
-        .and_then(|value| serde_json::from_value(value["stack"].clone()).ok());
+    // A tip without a readable stack (first publish) has every service added.
+    let old_stack = crate::render::recorded_stack(previous).and_then(Result::ok);
     let services: Vec<String> = crate::stack::compare(old_stack.as_ref(), &rendered.stack)
         .into_iter()
         .filter_map(|(name, change)| match change {

@@ -1,6 +1,7 @@
 //! Rendering: an environment and its stack become a [`Tree`] of files through
-//! handlebars templates. Values reach the files only through quoting helpers, so
-//! no string in an environment file can add a key or break a file.
+//! handlebars templates. Values from environment files reach the files through
+//! quoting helpers, so none can add a key or break a file; what the templates
+//! insert raw (service names, mount paths, notes) is fixed by the stack.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,6 +12,7 @@ use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
     RenderErrorReason,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::environment::{ConfigSchema, Database, Environment, LogLevel};
@@ -148,6 +150,21 @@ impl Templates {
     }
 }
 
+/// What [`STACK_FILE`] holds: the planned stack as data, for plans and deploy
+/// commits to compare without parsing the compose file back.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    generated_by: String,
+    stack: Stack,
+}
+
+/// The stack recorded in a rendered tree; `None` when the tree has no
+/// [`STACK_FILE`] (rendered by an older version, or not a render at all).
+pub fn recorded_stack(tree: &Tree) -> Option<Result<Stack, serde_json::Error>> {
+    let bytes = tree.get(STACK_FILE)?;
+    Some(serde_json::from_slice::<Manifest>(bytes).map(|manifest| manifest.stack))
+}
+
 /// An environment rendered: the stack (with config hashes) and every file.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -211,10 +228,10 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
         COMPOSE_FILE,
         templates.render("docker-compose.yml.hbs", &data)?,
     );
-    let manifest = json!({
-        "generated_by": header.trim_start_matches("# "),
-        "stack": stack,
-    });
+    let manifest = Manifest {
+        generated_by: header.trim_start_matches("# ").to_string(),
+        stack: stack.clone(),
+    };
     let mut manifest = serde_json::to_string_pretty(&manifest).expect("the stack serializes");
     manifest.push('\n');
     tree.insert(STACK_FILE, manifest);
@@ -232,7 +249,12 @@ pub fn source_name(env: &Environment) -> String {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     parts.reverse();
-    parts.join("/")
+    // It lands in a comment line of every file: no line break may end it early.
+    parts
+        .join("/")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The tracker settings as the configuration file needs them.

@@ -1,6 +1,6 @@
 //! What runs on the VM, decided once from an environment: services, what they
 //! publish and mount, how they depend on each other. A pure function; the
-//! templates only lay this out, and the plan and the port rules read it too.
+//! templates only lay this out, and plans and deploy commits compare it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

@@ -19,6 +19,12 @@ pub enum Error {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("cannot replace {dir} ({source}); its previous content is kept in {kept}")]
+    Restore {
+        dir: PathBuf,
+        kept: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl Tree {
@@ -75,9 +81,9 @@ impl Tree {
         Ok(tree)
     }
 
-    /// Makes `dir` hold exactly this tree: written to a temporary sibling, then
-    /// swapped in, so a reader sees the old tree or the new one, never a mix,
-    /// and a failure leaves the old one in place.
+    /// Makes `dir` hold exactly this tree. It is written in full to a temporary
+    /// sibling and swapped in with two renames, so `dir` never holds a mix of
+    /// old and new files, and a failure leaves the old tree in place.
     pub fn replace_dir(&self, dir: &Path) -> Result<(), Error> {
         let parent = dir.parent().unwrap_or(Path::new("."));
         let name = dir
@@ -104,13 +110,22 @@ impl Tree {
                 fs::rename(dir, &retired).map_err(write_error(dir))?;
             }
             if let Err(e) = fs::rename(&staging, dir) {
-                let _ = fs::rename(&retired, dir);
+                if retired.exists() && fs::rename(&retired, dir).is_err() {
+                    // Never delete the only copy of the old tree: say where it is.
+                    return Err(Error::Restore {
+                        dir: dir.to_path_buf(),
+                        kept: retired.clone(),
+                        source: e,
+                    });
+                }
                 return Err(write_error(dir)(e));
             }
             Ok(())
         })();
         let _ = fs::remove_dir_all(&staging);
-        let _ = fs::remove_dir_all(&retired);
+        if result.is_ok() {
+            let _ = fs::remove_dir_all(&retired);
+        }
         result
     }
 }

@@ -294,7 +294,9 @@ fn scan_host_key(deploy: &Deploy, pattern: &str, expected: &str) -> Result<Strin
             Command::new("ssh-keygen").args(["-lf", "-"]),
             Some(&entry),
         )?;
-        if listed.split_whitespace().nth(1) == Some(expected) {
+        // ssh-keygen prints fingerprints without base64 padding.
+        let fingerprint = listed.split_whitespace().nth(1).unwrap_or_default();
+        if fingerprint.trim_end_matches('=') == expected.trim_end_matches('=') {
             lines.push_str(&entry);
         }
     }
@@ -499,7 +501,9 @@ pub fn deploy(
         source,
     })?;
     let _ = feeder.join();
-    if let Some((outcome, sha)) = result {
+    // Exit 2 is the script refusing its input (e.g. a commit not on the deploy
+    // branch): an error whatever result it printed.
+    if let (Some((outcome, sha)), false) = (result, status.code() == Some(2)) {
         return Ok(Report {
             outcome,
             sha,

@@ -430,7 +430,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
             );
         }
         _ => {
-            let second = second.expect(1);
+            let second = second.expect(2);
             assert!(
                 second.stderr().contains("deploy in progress"),
                 "{}",

@@ -206,6 +206,9 @@ fn the_comment_is_found_past_the_first_hundred() {
         .collect();
     // Quoting the plan does not make a comment the plan.
     second[5] = comment(106, &format!("> {MARKER}\n> quoted"));
+    // Nor does a person's comment that starts with the marker.
+    second[10] = comment(111, &format!("{MARKER}\nnot from the workflow"));
+    second[10]["user"]["type"] = "User".into();
     second[24] = comment(4242, &format!("{MARKER}\nan older plan"));
     github.mount(
         Mock::given(method("GET"))

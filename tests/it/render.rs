@@ -47,7 +47,10 @@ fn check_reports_changed_missing_and_orphaned_files() {
         "build/staging/storage/tracker/etc/tracker.toml",
         toml.replace("interval = 120", "interval = 60"),
     );
+    // A rendered environment whose file is gone, and a directory of someone else's.
     project.write("build/retired/docker-compose.yml", "x");
+    project.write("build/retired/.tracker-gitops/stack.json", "{}");
+    project.write("build/notes/todo.txt", "keep me\n");
     let run = project.run(&["render", "--check"]).expect(1);
     let out = run.stdout();
     assert!(
@@ -73,6 +76,7 @@ fn check_reports_changed_missing_and_orphaned_files() {
     project.run(&["render", "--check"]).expect(0);
     assert!(!project.join("build/stable/notes.txt").exists());
     assert!(!project.join("build/retired").exists());
+    assert_eq!(project.read("build/notes/todo.txt"), "keep me\n");
 }
 
 #[test]
