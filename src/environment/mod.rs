@@ -192,36 +192,29 @@ pub fn template(name: &str, schema_path: &str) -> String {
 
 /// Writes `dir/NAME.json` from the template; never overwrites. Returns its path.
 pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    /// Where `$schema` points, relative to the environment file.
+    const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
     let path = dir.join(format!("{name}.json"));
-    let write_error = |source| Error::Write {
-        path: path.clone(),
-        source,
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
     };
-    fs::create_dir_all(dir).map_err(write_error)?;
-    let schema_path = dir
-        .parent()
-        .map(|root| root.join("schema/environment.schema.json"));
-    let text = template(name, "../schema/environment.schema.json");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
-            _ => write_error(source),
-        })?;
-    io::Write::write_all(&mut file, text.as_bytes()).map_err(write_error)?;
     // Editors resolve `$schema` relative to the file: keep a copy of the schema there.
-    if let Some(schema_path) = schema_path {
-        let write_schema = |source| Error::Write {
-            path: schema_path.clone(),
-            source,
-        };
-        if let Some(parent) = schema_path.parent() {
-            fs::create_dir_all(parent).map_err(write_schema)?;
-        }
-        fs::write(&schema_path, schema::SCHEMA).map_err(write_schema)?;
-    }
+    let schema_path = dir.join(SCHEMA_REFERENCE);
+    let schema_dir = schema_path.parent().unwrap_or(dir);
+    fs::create_dir_all(dir).map_err(write_error(dir))?;
+    fs::create_dir_all(schema_dir).map_err(write_error(schema_dir))?;
+    fs::write(&schema_path, schema::SCHEMA).map_err(write_error(&schema_path))?;
+    // Written whole beside, then linked into place: linking never overwrites,
+    // and a failed write leaves no half file behind to block the next attempt.
+    let staging = dir.join(format!(".{name}.json.{}", std::process::id()));
+    fs::write(&staging, template(name, SCHEMA_REFERENCE)).map_err(write_error(&staging))?;
+    let linked = fs::hard_link(&staging, &path);
+    let _ = fs::remove_file(&staging);
+    linked.map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
+        _ => write_error(&path)(source),
+    })?;
     Ok(path)
 }
 
