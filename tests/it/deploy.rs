@@ -398,43 +398,45 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         serde_json::to_string_pretty(&environment(&vm, 600)).unwrap(),
     );
     let c4 = ctx.publish("good config again", None);
-    let (first, second) = std::thread::scope(|s| {
+    let (a, b) = std::thread::scope(|s| {
         let first = s.spawn(|| ctx.deploy());
         std::thread::sleep(Duration::from_millis(1500));
         let second = s.spawn(|| ctx.deploy());
         (first.join().unwrap(), second.join().unwrap())
     });
-    let first = first.expect(0);
-    assert!(
-        first.stdout().contains(&format!("deployed {c4} to e2e")),
-        "{}",
-        first.stdout()
-    );
-    let waited = second
+    // Whichever got the lock first deployed; the other waited for it.
+    let deployed = format!("deployed {c4} to e2e");
+    let (winner, other) = if a.stdout().contains(&deployed) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    winner.expect(0);
+    let waited = other
         .stdout()
         .lines()
         .find_map(|l| l.strip_prefix("  lock "))
         .and_then(|d| d.trim_end_matches('s').parse::<f64>().ok())
         .unwrap_or(0.0);
-    match second.code() {
+    match other.code() {
         0 => {
             assert!(
-                second.stdout().contains(&format!("already at {c4}")),
+                other.stdout().contains(&format!("already at {c4}")),
                 "{}",
-                second.stdout()
+                other.stdout()
             );
             assert!(
                 waited >= 1.0,
-                "the second deploy did not wait for the lock: {}",
-                second.stdout()
+                "the other deploy did not wait for the lock: {}",
+                other.stdout()
             );
         }
         _ => {
-            let second = second.expect(2);
+            let other = other.expect(2);
             assert!(
-                second.stderr().contains("deploy in progress"),
+                other.stderr().contains("deploy in progress"),
                 "{}",
-                second.stderr()
+                other.stderr()
             );
         }
     }
