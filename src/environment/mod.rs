@@ -111,22 +111,36 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
             };
         }
     };
-    diagnostics.extend(schema::check(&document));
-    diagnostics.extend(rules::check_addresses(&document));
+    let schema = schema::check(&document);
+    let addresses = rules::check_addresses(&document);
+    // Unknown keys alone do not stop the cross-field rules: every problem in one run.
+    let typed = (schema.only_unknown_keys() && addresses.is_empty()).then(|| {
+        let mut value = document.value.clone();
+        for pointer in &schema.unknown_keys {
+            remove(&mut value, pointer);
+        }
+        serde_json::from_value::<EnvironmentFile>(value)
+    });
+    let clean = schema.diagnostics.is_empty();
+    diagnostics.extend(schema.diagnostics);
+    diagnostics.extend(addresses);
     let mut environment = None;
-    if diagnostics.is_empty() {
-        match serde_json::from_value::<EnvironmentFile>(document.value.clone()) {
-            Ok(file) => {
-                diagnostics.extend(rules::check(&file, &document));
+    match typed {
+        Some(Ok(file)) => {
+            diagnostics.extend(rules::check(&file, &document));
+            if clean {
                 environment = Some(Environment {
                     name,
                     path: path.to_path_buf(),
                     file,
                 });
             }
-            // The schema and the model agree, so this is a bug; report it, don't panic.
-            Err(e) => diagnostics.push(Diagnostic::error("", 0..0, format!("internal error: {e}"))),
         }
+        // The schema and the model agree, so this is a bug; report it, don't panic.
+        Some(Err(e)) => {
+            diagnostics.push(Diagnostic::error("", 0..0, format!("internal error: {e}")))
+        }
+        None => {}
     }
     let report = FileReport::new(display, text, diagnostics);
     if report.has_errors() {
@@ -135,6 +149,17 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
     Checked {
         report,
         environment,
+    }
+}
+
+/// Removes the member at `pointer` (an object key) from `value`.
+fn remove(value: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    if let Some(object) = value.pointer_mut(parent).and_then(|v| v.as_object_mut()) {
+        object.remove(&key);
     }
 }
 

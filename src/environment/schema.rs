@@ -28,12 +28,38 @@ fn validator() -> &'static Validator {
     })
 }
 
+/// The schema's verdict on a document.
+#[derive(Debug, Default)]
+pub struct Violations {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pointers of the unknown keys, which the schema reports and nothing else
+    /// needs: without them the document may still be checked further.
+    pub unknown_keys: Vec<String>,
+}
+
+impl Violations {
+    /// Whether every violation is an unknown key.
+    pub fn only_unknown_keys(&self) -> bool {
+        self.diagnostics.len() == self.unknown_keys.len()
+    }
+}
+
 /// Every schema violation in `document`.
-pub fn check(document: &Document) -> Vec<Diagnostic> {
-    validator()
-        .iter_errors(&document.value)
-        .flat_map(|error| diagnose(document, &error))
-        .collect()
+pub fn check(document: &Document) -> Violations {
+    let mut violations = Violations::default();
+    for error in validator().iter_errors(&document.value) {
+        let found = diagnose(document, &error);
+        if matches!(
+            error.kind(),
+            ValidationErrorKind::AdditionalProperties { .. }
+        ) {
+            violations
+                .unknown_keys
+                .extend(found.iter().map(|d| d.pointer.clone()));
+        }
+        violations.diagnostics.extend(found);
+    }
+    violations
 }
 
 fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
