@@ -353,6 +353,13 @@ fn orphaned_outputs(
     Ok(orphans)
 }
 
+/// An environment's output directory and what it holds now.
+fn on_disk(selection: &Selection, env: &Environment) -> Result<(PathBuf, Tree)> {
+    let dir = selection.out.join(&env.name);
+    let tree = Tree::read_dir(&dir)?;
+    Ok((dir, tree))
+}
+
 fn render(selection: &Selection, check: bool) -> Result<Outcome> {
     let Some(rendered) = render_selected(selection)? else {
         eprintln!(
@@ -365,8 +372,7 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
     let mut out = io::stdout().lock();
     let mut drift = false;
     for (env, result) in &rendered {
-        let dir = selection.out.join(&env.name);
-        let on_disk = Tree::read_dir(&dir)?;
+        let (dir, on_disk) = on_disk(selection, env)?;
         let changes = check::compare(&result.tree, &on_disk);
         let label = dir.display();
         if changes.is_empty() {
@@ -442,8 +448,7 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
     let mut out = io::stdout().lock();
     let mut stale = false;
     for (env, result) in &rendered {
-        let dir = selection.out.join(&env.name);
-        let on_disk = Tree::read_dir(&dir)?;
+        let (dir, on_disk) = on_disk(selection, env)?;
         let changes = check::compare(&result.tree, &on_disk);
         if !changes.is_empty() {
             stale = true;
