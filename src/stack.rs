@@ -12,6 +12,12 @@ use crate::environment::{ConfigSchema, Database, Environment};
 pub const TRACKER_CONFIG_DIR: &str = "/etc/torrust/tracker";
 pub const TRACKER_CONFIG_FILE: &str = "/etc/torrust/tracker/tracker.toml";
 pub const TRACKER_DATA_DIR: &str = "/var/lib/torrust/tracker";
+/// The bind-mount sources (relative to the compose file) the tracker writes
+/// to: its database and logs. On the VM they are inside the checkout but not
+/// in the commit; a deploy never cleans them.
+pub const DATA_DIRS: [&str; 2] = [TRACKER_LIB_SOURCE, TRACKER_LOG_SOURCE];
+const TRACKER_LIB_SOURCE: &str = "storage/tracker/lib";
+const TRACKER_LOG_SOURCE: &str = "storage/tracker/log";
 /// Where compose mounts a secret named `name` inside a container.
 pub fn secret_path(name: &str) -> String {
     format!("/run/secrets/{name}")
@@ -328,8 +334,11 @@ pub fn plan(env: &Environment) -> Stack {
     }
     let api = tracker_config.http_api.bind_address;
     tracker.publish(api, api.port(), Protocol::Tcp);
-    tracker.bind("./storage/tracker/lib", TRACKER_DATA_DIR);
-    tracker.bind("./storage/tracker/log", "/var/log/torrust/tracker");
+    tracker.bind(&format!("./{TRACKER_LIB_SOURCE}"), TRACKER_DATA_DIR);
+    tracker.bind(
+        &format!("./{TRACKER_LOG_SOURCE}"),
+        "/var/log/torrust/tracker",
+    );
     tracker.bind("./storage/tracker/etc", TRACKER_CONFIG_DIR);
     tracker.healthcheck = Some(healthcheck(&[
         "CMD",
@@ -513,6 +522,19 @@ mod tests {
         assert_eq!((udp.published, udp.protocol), (6969, Protocol::Udp));
         assert_eq!(tracker.ports[1].host_ip.to_string(), "127.0.0.1");
         assert!(!tracker.ports.iter().any(|p| p.published == 1313));
+    }
+
+    #[test]
+    fn data_dirs_are_the_tracker_bind_mounts_it_writes() {
+        let stack = plan(&test_environment(""));
+        let tracker = stack.service("tracker").unwrap();
+        let writable: Vec<_> = tracker
+            .volumes
+            .iter()
+            .filter(|m| m.bind && m.target != TRACKER_CONFIG_DIR)
+            .map(|m| m.source.trim_start_matches("./"))
+            .collect();
+        assert_eq!(writable, DATA_DIRS);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub use document::Document;
 pub use model::*;
 pub use rules::check_name;
+pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES, reserved_secret_name};
 
 use crate::diagnostic::{Diagnostic, FileReport};
 

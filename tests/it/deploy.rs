@@ -62,7 +62,7 @@ impl Vm {
             origin,
         };
         // origin.git is root's: let the deploy user clone it (git refuses
-        // other users' repositories otherwise), as remote-smoke.sh does.
+        // other users' repositories otherwise).
         sh(
             "runuser",
             &[

@@ -6,6 +6,7 @@ mod github;
 mod harness;
 mod plan;
 mod publish;
+mod remote;
 mod render;
 
 mod validate;
