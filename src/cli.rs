@@ -662,12 +662,7 @@ fn deploy(
     let env = load_target(target)?;
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
-    let repository = deploy::repository_url(
-        target.repository.as_deref(),
-        &env.file.deploy,
-        std::path::Path::new("."),
-    )?;
-    let branch = env.deploy_branch(&target.branches.branch_prefix);
+    let (repository, branch) = deploy_source(target, &env)?;
     let commit = match commit {
         Some(commit) => commit,
         None => deploy::branch_tip(&repository, &branch)?,
@@ -688,12 +683,7 @@ fn deploy(
 /// it: the CI job's secrets may be named differently by now.
 fn rollback(target: &Target, to: Option<String>, rollout: &Rollout) -> Result<Outcome> {
     let env = load_target(target)?;
-    let repository = deploy::repository_url(
-        target.repository.as_deref(),
-        &env.file.deploy,
-        std::path::Path::new("."),
-    )?;
-    let branch = env.deploy_branch(&target.branches.branch_prefix);
+    let (repository, branch) = deploy_source(target, &env)?;
     let connection = connect(target, &env)?;
     let commit = match to {
         Some(commit) => commit,
@@ -713,6 +703,19 @@ fn rollback(target: &Target, to: Option<String>, rollout: &Rollout) -> Result<Ou
         allow_downgrade: true,
     };
     run.on(&connection, deploy::SecretSource::Stored)
+}
+
+/// The repository the VM clones, and the environment's deploy branch.
+fn deploy_source(target: &Target, env: &Environment) -> Result<(String, String)> {
+    let repository = deploy::repository_url(
+        target.repository.as_deref(),
+        &env.file.deploy,
+        std::path::Path::new("."),
+    )?;
+    Ok((
+        repository,
+        env.deploy_branch(&target.branches.branch_prefix),
+    ))
 }
 
 /// One deploy request, as deploy and rollback make it.

@@ -408,7 +408,10 @@ impl Caller {
                 var("GITHUB_RUN_ID"),
             ) {
                 (Some(server), Some(repository), Some(id)) => {
-                    format!("{server}/{repository}/actions/runs/{id}")
+                    let attempt = var("GITHUB_RUN_ATTEMPT")
+                        .map(|n| format!("/attempts/{n}"))
+                        .unwrap_or_default();
+                    format!("{server}/{repository}/actions/runs/{id}{attempt}")
                 }
                 _ => "-".into(),
             };
@@ -755,6 +758,34 @@ mod tests {
             known_hosts_lines(&deploy_section("nonsense", 22)),
             Err(Error::HostKey)
         ));
+    }
+
+    #[test]
+    fn caller_from_actions_or_the_local_user() {
+        let actions = |name: &str| {
+            Some(match name {
+                "GITHUB_ACTIONS" => "true",
+                "GITHUB_ACTOR" => "octo cat\nresult=deployed",
+                "GITHUB_SERVER_URL" => "https://github.com",
+                "GITHUB_REPOSITORY" => "o/r",
+                "GITHUB_RUN_ID" => "42",
+                "GITHUB_RUN_ATTEMPT" => "2",
+                _ => return None,
+            })
+            .map(String::from)
+        };
+        assert_eq!(
+            Caller::from_env(actions),
+            Caller {
+                actor: "octo?cat?result=deployed".into(),
+                run: "https://github.com/o/r/actions/runs/42/attempts/2".into(),
+            }
+        );
+        let local = |name: &str| (name == "USER").then(|| "alice".to_string());
+        assert_eq!(Caller::from_env(local).actor, "alice");
+        assert_eq!(Caller::from_env(|_| None).actor, "unknown");
+        assert_eq!(Caller::from_env(|_| None).run, "-");
+        assert_eq!(audit_word(&"é".repeat(300)).len(), 200);
     }
 
     #[test]

@@ -142,7 +142,7 @@ tg_bad_request() {
     fi
     case $field in
       root) [[ ${tg_req_root%/} == /?* && $tg_req_root != *[[:cntrl:]]* ]] ;;
-      repository) [[ -n $tg_req_repository && $tg_req_repository != *[[:cntrl:]]* ]] ;;
+      repository) [[ $tg_req_repository == [!-]* && $tg_req_repository != *[[:cntrl:]]* ]] ;;
       branch) git check-ref-format --branch "$tg_req_branch" >/dev/null 2>&1 ;;
       commit) tg_is_sha "$tg_req_commit" ;;
       pull | allow_downgrade | stored_secrets) [[ ${!name} == [01] ]] ;;
@@ -394,7 +394,7 @@ tg_step_fetch() {
       "+refs/heads/$tg_branch:refs/remotes/origin/$tg_branch" >&2 || return 1
   else
     rm -rf -- "$tg_checkout" "$tg_root/checkout.tmp" || return 1
-    tg_run git clone --quiet --no-tags --branch "$tg_branch" --single-branch \
+    tg_run git clone --quiet --no-tags --branch "$tg_branch" --single-branch -- \
       "$tg_repo_url" "$tg_root/checkout.tmp" >&2 || return 1
     mv -- "$tg_root/checkout.tmp" "$tg_checkout" || return 1
   fi

@@ -195,6 +195,13 @@ impl Vm {
         ])
     }
 
+    /// Status: out of sync, as the branch tip is not deployed, but nothing
+    /// on the VM differs from the deployed commit.
+    fn assert_behind_the_branch_without_drift(&self) {
+        let status = self.status().expect_verdict("out-of-sync", 1);
+        assert!(!status.stdout().contains("drift"), "{}", status.stdout());
+    }
+
     /// Whether nobody holds the deploy lock (`flock -n` gets it at once).
     fn lock_is_free(&self) -> bool {
         Command::new("flock")
@@ -353,9 +360,7 @@ fn remote_rollback_runs_the_previous_commit_with_its_own_secrets() {
             && audit[1].ends_with(" step=up"),
         "{audit:?}"
     );
-    // Out of sync (the branch is ahead), but nothing differs from c1.
-    let status = vm.status().expect_verdict("out-of-sync", 1);
-    assert!(!status.stdout().contains("drift"), "{}", status.stdout());
+    vm.assert_behind_the_branch_without_drift();
 }
 
 /// Files the commit does not have are reported by status and removed by the
@@ -553,8 +558,7 @@ fn remote_signals_mid_up_roll_back_and_free_the_lock() {
             "{audit:?}"
         );
     }
-    let status = vm.status().expect_verdict("out-of-sync", 1);
-    assert!(!status.stdout().contains("drift"), "{}", status.stdout());
+    vm.assert_behind_the_branch_without_drift();
 }
 
 /// Even a script killed outright leaves no lock behind: docker compose never
@@ -609,17 +613,34 @@ fn remote_bad_secrets_and_requests_are_refused_before_anything() {
     );
 
     // An audit field with a newline would forge a line: refused, unwritten.
-    let forged = good.replace(
-        "tg_req_actor='tester'",
-        "tg_req_actor='x\ny result=deployed'",
-    );
-    assert_ne!(forged, good);
-    let ran = vm.run("deploy", &forged).expect(Outcome::Refused, &c1);
-    assert!(
-        ran.stderr().contains("actor is not valid"),
-        "{}",
-        ran.stderr()
-    );
+    // A field with a newline would forge an audit line; a repository
+    // starting with `-` would be an option to git; `..` would leave the
+    // checkout. All refused before anything is written.
+    for (field, value, problem) in [
+        ("actor", "'x\ny result=deployed'", "actor is not valid"),
+        (
+            "repository",
+            "'--upload-pack=touch /tmp/x'",
+            "repository is not valid",
+        ),
+        ("keep", "'storage/../..'", "keep is not valid"),
+    ] {
+        let prefix = format!("tg_req_{field}=");
+        let bad: String = good
+            .lines()
+            .map(|l| {
+                if l.starts_with(&prefix) {
+                    format!("{prefix}{value}")
+                } else {
+                    l.into()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+        assert_ne!(bad, good);
+        let ran = vm.run("deploy", &bad).expect(Outcome::Refused, &c1);
+        assert!(ran.stderr().contains(problem), "{}", ran.stderr());
+    }
     let missing = good.replace("tg_req_keep=", "unused_keep=");
     vm.run("deploy", &missing).expect(Outcome::Refused, &c1);
     assert_eq!(audit_lines(&vm).len(), 6);
