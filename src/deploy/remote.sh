@@ -179,13 +179,12 @@ tg_name_reserved() {
 
 # Validates TEXT (NAME=<base64> lines; WHAT names it in errors) into
 # tg_env_names and tg_env_values, decoded in memory (no here-string or temp
-# file holds them), and tg_env_text, the lines as stored.
+# file holds them), and tg_env_text, the lines as stored. Changes nothing when
+# TEXT is invalid.
 tg_secrets_parse() {
-  local rest=$1 what=$2 line name b64 value n=0
+  local rest=$1 what=$2 line name b64 value n=0 text=""
+  local -a names=() values=()
   local -A seen=()
-  tg_env_names=()
-  tg_env_values=()
-  tg_env_text=""
   while [[ -n $rest ]]; do
     line=${rest%%$'\n'*}
     if [[ $rest == *$'\n'* ]]; then rest=${rest#*$'\n'}; else rest=""; fi
@@ -210,10 +209,13 @@ tg_secrets_parse() {
       tg_say "$what: $name is not valid base64"
       return 1
     fi
-    tg_env_names+=("$name")
-    tg_env_values+=("${value%x}")
-    tg_env_text+="$line"$'\n'
+    names+=("$name")
+    values+=("${value%x}")
+    text+="$line"$'\n'
   done
+  tg_env_names=("${names[@]}")
+  tg_env_values=("${values[@]}")
+  tg_env_text=$text
 }
 
 tg_secrets_file() { printf '%s/secrets/%s.env' "$tg_root" "$1"; }
@@ -453,11 +455,11 @@ tg_record() {
   tg_secrets_store "$tg_commit" && tg_write "$tg_root/deployed" "$tg_commit" || return 1
   local sha file
   local -A keep=(["$tg_commit"]=1)
-  # Keep the secrets of the last few deployed commits: rollbacks need them.
   { printf '%s\n' "$tg_commit" >>"$tg_root/history" \
     && tail -n 50 "$tg_root/history" >"$tg_root/history.tmp" \
     && mv -f -- "$tg_root/history.tmp" "$tg_root/history"; } \
     || tg_say "warning: could not update $tg_root/history"
+  # Keep the secrets of the last few deployed commits: rollbacks need them.
   while read -r sha && ((${#keep[@]} < 5)); do
     tg_is_sha "$sha" && keep[$sha]=1
   done < <(tac "$tg_root/history" 2>/dev/null)
@@ -611,6 +613,7 @@ tg_deploy() {
     tg_say "$tg_commit is already deployed and healthy"
     tg_finish noop "$tg_commit"
   fi
+  tg_bad_services=()
 
   if ((tg_req_pull)); then
     tg_deploy_step pull tg_dc pull --quiet --ignore-buildable
