@@ -605,6 +605,13 @@ tg_deploy() {
       "(removing those the commit does not have) and recreating the containers:"
     tg_say "$changed"
     tg_up+=(--force-recreate)
+    # Removed while nothing has changed yet: a file the deploy user cannot
+    # remove (another user's) stops the deploy here, not half-way.
+    if ! tg_git "${tg_clean[@]}" --quiet >&2; then
+      tg_say "could not remove the files above from $tg_checkout; nothing was deployed"
+      tg_note="reason=unremovable-files"
+      tg_finish failed "$tg_commit"
+    fi
   fi
   tg_changed=1
   tg_current_step=checkout
