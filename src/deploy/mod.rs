@@ -763,7 +763,7 @@ mod tests {
     #[test]
     fn caller_from_actions_or_the_local_user() {
         let actions = |name: &str| {
-            Some(match name {
+            Some(String::from(match name {
                 "GITHUB_ACTIONS" => "true",
                 "GITHUB_ACTOR" => "octo cat\nresult=deployed",
                 "GITHUB_SERVER_URL" => "https://github.com",
@@ -771,8 +771,7 @@ mod tests {
                 "GITHUB_RUN_ID" => "42",
                 "GITHUB_RUN_ATTEMPT" => "2",
                 _ => return None,
-            })
-            .map(String::from)
+            }))
         };
         assert_eq!(
             Caller::from_env(actions),
