@@ -69,6 +69,15 @@ enum Command {
         /// Also show the plan in the pull request's sticky comment.
         #[arg(long)]
         comment: bool,
+        /// The login that writes the comment (the token's): another author's
+        /// comment carrying the plan marker is never taken over.
+        #[arg(
+            long,
+            value_name = "LOGIN",
+            env = "TRACKER_GITOPS_COMMENT_AUTHOR",
+            default_value = github::DEFAULT_COMMENT_AUTHOR
+        )]
+        comment_author: String,
     },
     /// Render environments into OUT/<env>/ (or, with --check, compare with it).
     Render {
@@ -223,7 +232,8 @@ fn run(cli: Cli) -> Result<Outcome> {
             selection,
             base,
             comment,
-        } => plan(&selection, base, comment),
+            comment_author,
+        } => plan(&selection, base, comment.then_some(&comment_author)),
         Command::Publish { selection, args } => publish(&selection, &args),
         Command::Deploy {
             target,
@@ -531,13 +541,14 @@ fn github_output(name: &str, value: &str) -> Result<()> {
 }
 
 /// Prints the plan, adds it to the job summary and the step outputs, and with
-/// `comment` posts it on the pull request. Exit 0 whatever the plan says.
-fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Outcome> {
+/// `comment` (the commenting login) posts it on the pull request. Exit 0
+/// whatever the plan says.
+fn plan(selection: &Selection, base: Option<String>, comment: Option<&str>) -> Result<Outcome> {
     let Some(rendered) = render_selected(selection)? else {
         eprintln!("nothing planned: fix the errors above first");
         return Err(Invalid.into());
     };
-    let event = if base.is_none() || comment {
+    let event = if base.is_none() || comment.is_some() {
         github::Event::from_env()?
     } else {
         None
@@ -574,8 +585,8 @@ fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Ou
             })?;
     }
     github_output("changed", &serde_json::to_string(&plan.changed())?)?;
-    if comment {
-        let target = github::Target::from_env(event.as_ref())?;
+    if let Some(author) = comment {
+        let target = github::Target::from_env(event.as_ref(), author)?;
         match github::post_plan(&target, &plan) {
             Ok(posted) => {
                 let number = target.number;

@@ -18,6 +18,8 @@ pub const MARKER: &str = "<!-- tracker-gitops:plan -->";
 pub const COMMENT_LIMIT: usize = 65_536;
 /// GitHub drops a larger `$GITHUB_STEP_SUMMARY` (1 MiB per step).
 pub const SUMMARY_LIMIT: usize = 1 << 20;
+/// Who writes the plan comment by default: a workflow's `GITHUB_TOKEN`.
+pub const DEFAULT_COMMENT_AUTHOR: &str = "github-actions[bot]";
 const DEFAULT_API_URL: &str = "https://api.github.com";
 
 #[derive(Debug, thiserror::Error)]
@@ -98,13 +100,16 @@ pub struct Target {
     pub owner: String,
     pub repo: String,
     pub number: u64,
+    /// The login whose comment is the plan comment (the token's identity).
+    pub author: String,
     token: SecretString,
 }
 
 impl Target {
     /// From a workflow's environment: `GITHUB_API_URL` (so that GitHub
-    /// Enterprise works), `GITHUB_REPOSITORY`, `GITHUB_TOKEN` and the event.
-    pub fn from_env(event: Option<&Event>) -> Result<Self, Error> {
+    /// Enterprise works), `GITHUB_REPOSITORY`, `GITHUB_TOKEN` and the event;
+    /// `author` is the token's login.
+    pub fn from_env(event: Option<&Event>, author: &str) -> Result<Self, Error> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         let repository = var("GITHUB_REPOSITORY").ok_or(Error::Unset("GITHUB_REPOSITORY"))?;
         let (owner, repo) = repository
@@ -122,6 +127,7 @@ impl Target {
             owner: owner.into(),
             repo: repo.into(),
             number,
+            author: author.into(),
             token: var("GITHUB_TOKEN")
                 .ok_or(Error::Unset("GITHUB_TOKEN"))?
                 .into(),
@@ -188,7 +194,8 @@ async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<P
     }
 }
 
-/// The oldest bot comment carrying the marker, through every page of comments.
+/// The oldest comment of `target.author` carrying the marker, through every
+/// page of comments.
 async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Comment>> {
     let mut page = github
         .issues(&target.owner, &target.repo)
@@ -199,9 +206,9 @@ async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Com
     loop {
         let next = page.next.take();
         if let Some(comment) = page.items.into_iter().find(|c| {
-            // Only a bot's (the workflow token writes as one), and only at the
-            // start: a person's comment quoting the plan is not the plan.
-            c.user.r#type == "Bot"
+            // Only ours: another bot's or a person's comment carrying the
+            // marker is theirs, and only at the start: quoting is not the plan.
+            c.user.login == target.author
                 && c.body
                     .as_deref()
                     .is_some_and(|body| body.trim_start().starts_with(MARKER))
