@@ -40,15 +40,15 @@ fn random_hex() -> String {
 
 /// The loopback VM and everything the test leaves on this machine; all
 /// undone on drop, also when an assertion fails.
-struct Vm {
+pub(crate) struct Vm {
     dir: PathBuf,
-    root: String,
+    pub(crate) root: String,
     origin: String,
     env: Vec<(String, String)>,
 }
 
 impl Vm {
-    fn start(dir: PathBuf, origin: &Path) -> Self {
+    pub(crate) fn start(dir: PathBuf, origin: &Path) -> Self {
         let dir_s = dir.to_str().unwrap().to_string();
         sh(
             "bash",
@@ -80,7 +80,7 @@ impl Vm {
         vm
     }
 
-    fn var(&self, name: &str) -> &str {
+    pub(crate) fn var(&self, name: &str) -> &str {
         self.env
             .iter()
             .find(|(n, _)| n == name)
