@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per command, shared helpers in
 //! `harness`.
 
+mod action;
 mod deploy;
 mod github;
 mod harness;
