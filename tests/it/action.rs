@@ -206,6 +206,11 @@ fn outputs(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Asserts that install.sh printed `text` on stderr.
+fn assert_said(run: &Run, text: &str) {
+    assert!(run.stderr().contains(text), "{}", run.stderr());
+}
+
 /// What the installed binary says it is.
 fn says(outputs: &BTreeMap<String, String>) -> String {
     let output = Std::new(&outputs["path"])
@@ -242,14 +247,13 @@ fn the_release_binary_is_checked_on_every_run_cache_hits_included() {
     write_executable(Path::new(&outputs["path"]), "#!/bin/sh\necho evil\n");
     let (run, outputs) = runner.install(&[]);
     let run = run.expect(0);
-    assert!(
-        run.stderr().contains(&format!(
+    assert_said(
+        &run,
+        &format!(
             "::warning title=tracker-gitops install::cached {ASSET} has sha256 {}, not the {} committed with the action: refused",
             sha256(&runner.evil),
             sha256(&runner.good)
-        )),
-        "{}",
-        run.stderr()
+        ),
     );
     assert_eq!(says(&outputs), "tracker-gitops 9.9.9 (good)");
     assert_eq!(runner.curl_calls().len(), 2);
@@ -264,14 +268,13 @@ fn a_binary_whose_checksum_is_not_committed_is_refused() {
     runner.release(&runner.evil);
     let (run, outputs) = runner.install(&[]);
     let run = run.expect(2);
-    assert!(
-        run.stderr().contains(&format!(
+    assert_said(
+        &run,
+        &format!(
             "::error title=tracker-gitops install::{ASSET} of release v9.9.9 has sha256 {}, but the action commits {} for it: refused",
             sha256(&runner.evil),
             sha256(&runner.good)
-        )),
-        "{}",
-        run.stderr()
+        ),
     );
     assert!(!outputs.contains_key("path"));
     let dir = PathBuf::from(&outputs["dir"]);
@@ -293,12 +296,9 @@ fn without_a_committed_checksum_the_pinned_source_is_built_without_the_callers_e
     let (run, outputs) = runner.install(&secrets);
     let run = run.expect(0);
     assert_eq!(outputs["mode"], "source");
-    assert!(
-        run.stderr().contains(
-            "::notice title=tracker-gitops install::no release binary is committed for this action's source (v9.9.9, x86_64-unknown-linux-gnu): building it with cargo"
-        ),
-        "{}",
-        run.stderr()
+    assert_said(
+        &run,
+        "::notice title=tracker-gitops install::no release binary is committed for this action's source (v9.9.9, x86_64-unknown-linux-gnu): building it with cargo",
     );
     assert_eq!(says(&outputs), "tracker-gitops 9.9.9 (built from source)");
     assert!(runner.curl_calls().is_empty());
@@ -323,12 +323,9 @@ fn without_a_committed_checksum_the_pinned_source_is_built_without_the_callers_e
     let (run, outputs) = runner.install(&[("TG_VERSION", "v2.0.0")]);
     let run = run.expect(0);
     assert_eq!(outputs["mode"], "source");
-    assert!(
-        run.stderr().contains(
-            "::warning title=tracker-gitops install::no checksum of release v2.0.0 (x86_64-unknown-linux-gnu) is committed with this action"
-        ),
-        "{}",
-        run.stderr()
+    assert_said(
+        &run,
+        "::warning title=tracker-gitops install::no checksum of release v2.0.0 (x86_64-unknown-linux-gnu) is committed with this action",
     );
 }
 
@@ -339,11 +336,9 @@ fn deploy_secrets_and_the_token_stay_out_of_the_install() {
     // The SSH key in the action's environment: refused before anything runs.
     let (run, _) = runner.install(&[("TRACKER_GITOPS_SSH_KEY", "-----BEGIN OPENSSH")]);
     let run = run.expect(2);
-    assert!(
-        run.stderr()
-            .contains("TRACKER_GITOPS_SSH_KEY is in the environment of the action's steps"),
-        "{}",
-        run.stderr()
+    assert_said(
+        &run,
+        "TRACKER_GITOPS_SSH_KEY is in the environment of the action's steps",
     );
     assert!(runner.curl_calls().is_empty());
 
