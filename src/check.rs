@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use similar::TextDiff;
 
+use crate::diagnostic::display_path;
 use crate::tree::Tree;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,17 +76,21 @@ pub fn summary(changes: &[FileChange]) -> String {
     .join(", ")
 }
 
-/// A unified diff of one change; `prefix` is prepended to the path in the headers.
+/// A unified diff of one change; `prefix` is prepended to the path in the
+/// headers, which show it escaped. Content needs no escaping: every line, also
+/// one ended by a lone `\r`, starts with a diff marker, so none can pass for a
+/// line of ours or a workflow command.
 pub fn unified_diff(change: &FileChange, prefix: &str) -> String {
     let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
     let (old, new) = (text(change.old), text(change.new));
+    let path = display_path(format!("{prefix}{}", change.path));
     let old_header = match change.kind {
         ChangeKind::Missing => "/dev/null".to_string(),
-        _ => format!("a/{prefix}{}", change.path),
+        _ => format!("a/{path}"),
     };
     let new_header = match change.kind {
         ChangeKind::Orphaned => "/dev/null".to_string(),
-        _ => format!("b/{prefix}{}", change.path),
+        _ => format!("b/{path}"),
     };
     let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
     let diff = TextDiff::from_lines(&old, &new);

@@ -14,7 +14,7 @@ use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
 use crate::check::{self, ChangeKind};
 use crate::deploy;
-use crate::diagnostic::{self, FileReport};
+use crate::diagnostic::{self, FileReport, display_path};
 use crate::environment::{self, Environment};
 use crate::github::{self, Posted};
 use crate::plan;
@@ -37,6 +37,8 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         dirs: Environments,
+        #[command(flatten)]
+        branches: Branches,
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -78,11 +80,15 @@ enum Command {
             default_value = github::DEFAULT_COMMENT_AUTHOR
         )]
         comment_author: String,
+        #[command(flatten)]
+        branches: Branches,
     },
     /// Render environments into OUT/<env>/ (or, with --check, compare with it).
     Render {
         #[command(flatten)]
         selection: Selection,
+        #[command(flatten)]
+        branches: Branches,
         /// Write nothing; exit 1 when OUT differs from a fresh render.
         #[arg(long)]
         check: bool,
@@ -128,9 +134,18 @@ struct Target {
 
 #[derive(Debug, clap::Args)]
 struct Branches {
-    /// Deploy branches are <prefix><env> unless the environment names its own.
+    /// Deploy branches are <prefix><env> unless the environment names its own,
+    /// which must start with <prefix> too.
     #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
     branch_prefix: String,
+}
+
+impl Branches {
+    /// The deploy namespace, guarding the branches of the repository we run in.
+    fn namespace(&self) -> Result<environment::Namespace> {
+        Ok(environment::Namespace::new(&self.branch_prefix)?
+            .protect_repository(std::path::Path::new(".")))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,16 +239,27 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Validate {
             files,
             dirs,
+            branches,
             format,
-        } => validate(files, &dirs.dir, format),
+        } => validate(files, &dirs.dir, &branches, format),
         Command::Init { name, dirs } => init(&name, &dirs.dir),
-        Command::Render { selection, check } => render(&selection, check),
+        Command::Render {
+            selection,
+            branches,
+            check,
+        } => render(&selection, &branches, check),
         Command::Plan {
             selection,
             base,
             comment,
             comment_author,
-        } => plan(&selection, base, comment.then_some(&comment_author)),
+            branches,
+        } => plan(
+            &selection,
+            &branches,
+            base,
+            comment.then_some(&comment_author),
+        ),
         Command::Publish { selection, args } => publish(&selection, &args),
         Command::Deploy {
             target,
@@ -249,16 +275,21 @@ fn run(cli: Cli) -> Result<Outcome> {
     }
 }
 
-fn validate(files: Vec<PathBuf>, dir: &std::path::Path, format: Format) -> Result<Outcome> {
+fn validate(
+    files: Vec<PathBuf>,
+    dir: &std::path::Path,
+    branches: &Branches,
+    format: Format,
+) -> Result<Outcome> {
     let files = if files.is_empty() {
         environment::discover(dir)?
     } else {
         files
     };
-    let reports = files
-        .iter()
-        .map(|path| environment::check_file(path).map(|c| c.report))
-        .collect::<Result<Vec<_>, _>>()?;
+    let reports: Vec<_> = environment::check_files(&files, &branches.namespace()?)?
+        .into_iter()
+        .map(|c| c.report)
+        .collect();
     match format {
         Format::Human => print_reports(&reports)?,
         Format::Json => {
@@ -320,9 +351,16 @@ fn print_reports(reports: &[FileReport]) -> Result<()> {
 
 /// Validates and renders the selected environments in memory, printing any
 /// diagnostics; `None` when an environment is invalid.
-fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Rendered)>>> {
-    let files = environment::select(&selection.dirs.dir, &selection.names)?;
-    let Some(environments) = load_valid(&files)? else {
+fn render_selected(
+    selection: &Selection,
+    branches: &Branches,
+) -> Result<Option<Vec<(Environment, Rendered)>>> {
+    let checked = environment::check_selected(
+        &selection.dirs.dir,
+        &selection.names,
+        &branches.namespace()?,
+    )?;
+    let Some(environments) = load_valid(checked)? else {
         return Ok(None);
     };
     let templates = Templates::load(selection.templates.as_deref())?;
@@ -337,8 +375,8 @@ fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Ren
 }
 
 /// Rendered environments in OUT that no environment file renders to any more
-/// (only when all are selected). Only directories holding our stack file
-/// count: nothing else in OUT is ever touched.
+/// (only when all are selected). Only directories (not links to one) holding
+/// our stack file count: nothing else in OUT is ever touched.
 fn orphaned_outputs(
     selection: &Selection,
     rendered: &[(Environment, Rendered)],
@@ -348,12 +386,12 @@ fn orphaned_outputs(
     }
     let out = &selection.out;
     let mut orphans = Vec::new();
-    let entries = std::fs::read_dir(out)
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
+    let list_error = |e| anyhow::anyhow!("cannot list {}: {e}", display_path(out));
+    for entry in std::fs::read_dir(out).map_err(list_error)? {
+        let entry = entry.map_err(list_error)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().join(render::STACK_FILE).is_file()
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && entry.path().join(render::STACK_FILE).is_file()
             && !rendered.iter().any(|(env, _)| env.name == name)
         {
             orphans.push(entry.path());
@@ -370,8 +408,8 @@ fn on_disk(selection: &Selection, env: &Environment) -> Result<(PathBuf, Tree)> 
     Ok((dir, tree))
 }
 
-fn render(selection: &Selection, check: bool) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+fn render(selection: &Selection, branches: &Branches, check: bool) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection, branches)? else {
         eprintln!(
             "nothing {}: fix the errors above first",
             if check { "checked" } else { "written" }
@@ -379,12 +417,17 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
         return Err(Invalid.into());
     };
     let orphans = orphaned_outputs(selection, &rendered)?;
+    // Everything is read before anything is written: a directory that cannot
+    // be read (a symbolic link in it, say) stops the run with build/ untouched.
+    let disk = rendered
+        .iter()
+        .map(|(env, _)| on_disk(selection, env))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = io::stdout().lock();
     let mut drift = false;
-    for (env, result) in &rendered {
-        let (dir, on_disk) = on_disk(selection, env)?;
+    for ((_, result), (dir, on_disk)) in rendered.iter().zip(disk) {
         let changes = check::compare(&result.tree, &on_disk);
-        let label = dir.display();
+        let label = display_path(&dir);
         if changes.is_empty() {
             writeln!(out, "{label}: up to date")?;
             continue;
@@ -403,15 +446,15 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
             writeln!(
                 out,
                 "{}: orphaned (no environment file renders to it)",
-                orphan.display()
+                display_path(&orphan)
             )?;
         } else {
             std::fs::remove_dir_all(&orphan)
-                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", orphan.display()))?;
+                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", display_path(&orphan)))?;
             writeln!(
                 out,
                 "{}: removed (no environment file renders to it)",
-                orphan.display()
+                display_path(&orphan)
             )?;
         }
     }
@@ -431,7 +474,7 @@ fn write_drift(
     writeln!(
         out,
         "{}: out of date ({})",
-        dir.display(),
+        display_path(dir),
         check::summary(changes)
     )?;
     for change in changes {
@@ -440,7 +483,7 @@ fn write_drift(
             ChangeKind::Missing => "missing",
             ChangeKind::Orphaned => "orphaned",
         };
-        writeln!(out, "  {what}: {}", change.path)?;
+        writeln!(out, "  {what}: {}", display_path(change.path))?;
     }
     let prefix = format!("{}/", dir.display());
     for change in changes {
@@ -450,7 +493,7 @@ fn write_drift(
 }
 
 fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+    let Some(rendered) = render_selected(selection, &args.branches)? else {
         eprintln!("nothing published: fix the errors above first");
         return Err(Invalid.into());
     };
@@ -543,8 +586,13 @@ fn github_output(name: &str, value: &str) -> Result<()> {
 /// Prints the plan, adds it to the job summary and the step outputs, and with
 /// `comment` (the commenting login) posts it on the pull request. Exit 0
 /// whatever the plan says.
-fn plan(selection: &Selection, base: Option<String>, comment: Option<&str>) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+fn plan(
+    selection: &Selection,
+    branches: &Branches,
+    base: Option<String>,
+    comment: Option<&str>,
+) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection, branches)? else {
         eprintln!("nothing planned: fix the errors above first");
         return Err(Invalid.into());
     };
@@ -617,10 +665,15 @@ fn plan(selection: &Selection, base: Option<String>, comment: Option<&str>) -> R
     Ok(Outcome::Success)
 }
 
-/// Loads and validates the target's environment; invalid → [`Invalid`].
+/// Loads and validates the target's environment, against all the others too;
+/// invalid → [`Invalid`].
 fn load_target(target: &Target) -> Result<Environment> {
-    let files = environment::select(&target.dirs.dir, std::slice::from_ref(&target.name))?;
-    match load_valid(&files)? {
+    let checked = environment::check_selected(
+        &target.dirs.dir,
+        std::slice::from_ref(&target.name),
+        &target.branches.namespace()?,
+    )?;
+    match load_valid(checked)? {
         Some(mut environments) if environments.len() == 1 => Ok(environments.remove(0)),
         _ => Err(Invalid.into()),
     }
@@ -710,12 +763,8 @@ fn status(target: &Target) -> Result<Outcome> {
 #[error("invalid environment files")]
 pub struct Invalid;
 
-/// Loads and validates files, printing their diagnostics; `None` when any is invalid.
-fn load_valid(files: &[PathBuf]) -> Result<Option<Vec<Environment>>> {
-    let checked = files
-        .iter()
-        .map(|path| environment::check_file(path))
-        .collect::<Result<Vec<_>, _>>()?;
+/// Prints the diagnostics of checked files; `None` when any is invalid.
+fn load_valid(checked: Vec<environment::Checked>) -> Result<Option<Vec<Environment>>> {
     let (reports, environments): (Vec<_>, Vec<_>) = checked
         .into_iter()
         .map(|c| (c.report, c.environment))

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use git2::{ErrorCode, Repository};
 
 use crate::check::{self, ChangeKind, FileChange};
+use crate::diagnostic::{display_path, display_text};
 use crate::publish;
 use crate::render::{self, Rendered, STACK_FILE};
 use crate::stack::{self, Port, Protocol, Service, ServiceChange, Stack};
@@ -277,12 +278,17 @@ impl Plan {
             if changed.len() == 1 { "s" } else { "" },
         );
         for env in &self.environments {
-            let _ = writeln!(head, "- **{}**: {}", env.name, env.summary());
+            // A removed environment is named by a directory at the base: escaped.
+            let _ = writeln!(head, "- **{}**: {}", display_text(&env.name), env.summary());
         }
         head.push('\n');
         let mut blocks = vec![Block::fixed(head)];
         for env in self.environments.iter().filter(|env| env.is_changed()) {
-            blocks.push(Block::fixed(format!("### {}\n\n{}", env.name, env.table())));
+            blocks.push(Block::fixed(format!(
+                "### {}\n\n{}",
+                display_text(&env.name),
+                env.table()
+            )));
             if let Some(current) = env.current.as_ref().filter(|_| env.topology_changed()) {
                 blocks.push(Block {
                     text: format!("Topology after deploy:\n\n{}\n", mermaid(&current.stack)),
@@ -292,7 +298,8 @@ impl Plan {
             }
             let prefix = format!("{}/", env_dir(&self.out, &env.name));
             for change in env.files() {
-                let summary = format!("{}{} ({})", prefix, change.path, verb(change.kind));
+                let path = display_path(format!("{prefix}{}", change.path));
+                let summary = format!("{path} ({})", verb(change.kind));
                 let diff = check::unified_diff(&change, &prefix);
                 let fence = fence(&diff);
                 blocks.push(Block {

@@ -230,6 +230,16 @@ pub struct Deploy {
     pub repository: Option<String>,
 }
 
+impl Deploy {
+    /// The deploy branch of the environment `name`: its own, else `<prefix><name>`.
+    pub fn branch_of(&self, name: &str, prefix: &str) -> String {
+        match &self.branch {
+            Some(branch) => branch.clone(),
+            None => format!("{prefix}{name}"),
+        }
+    }
+}
+
 pub const DEFAULT_MYSQL_IMAGE: &str = "mysql:8.4";
 
 fn default_log_level() -> LogLevel {

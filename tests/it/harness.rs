@@ -26,8 +26,13 @@ impl Project {
 
     /// A project holding copies of the shipped example environments.
     pub fn with_examples() -> Self {
+        Self::with_environments_from(&repo_root().join("environments"))
+    }
+
+    /// A project whose `environments/` holds copies of the files in `dir`.
+    pub fn with_environments_from(dir: &Path) -> Self {
         let project = Self::new();
-        for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             project.write(
@@ -101,6 +106,13 @@ impl Run {
 
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Asserts that standard error contains `text`, showing it when not.
+    pub fn expect_stderr(self, text: &str) -> Self {
+        let stderr = self.stderr();
+        assert!(stderr.contains(text), "no {text:?} in:\n{stderr}");
+        self
     }
 
     /// Asserts the exit code, showing the output when it differs.

@@ -267,3 +267,30 @@ fn racing_publishers_both_land() {
     );
     origin(&project, &["fsck", "--strict"]);
 }
+
+/// `deploy.branch: "main"` would put the rendered tree on top of the source
+/// branch and fast-forward the remote's `main`: refused before any commit.
+#[test]
+fn a_deploy_branch_outside_the_namespace_is_never_published() {
+    let project = Project::with_examples_in_git();
+    project.git(&["push", "-q", "origin", "main"]);
+    project.edit_json("environments/production.json", |env| {
+        env["deploy"]["branch"] = json!("main");
+    });
+    project.commit_all("production deploys from main");
+    let head = project.git(&["rev-parse", "main"]);
+    project
+        .run(&[
+            "publish",
+            "--env",
+            "production",
+            "--remote",
+            "origin",
+            "--push",
+        ])
+        .expect(2)
+        .expect_stderr("error: deploy branch `main` is outside the deploy namespace `deploy/`");
+    assert_eq!(project.git(&["rev-parse", "main"]), head);
+    assert_ne!(origin(&project, &["rev-parse", "main"]), head);
+    assert!(origin(&project, &["branch", "--list", "deploy/*"]).is_empty());
+}
