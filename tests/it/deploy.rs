@@ -198,7 +198,7 @@ impl Ctx<'_> {
         let mut publish = vec!["publish", "--env", "e2e", "--remote", "origin", "--push"];
         publish.extend(&overrides);
         self.run(&render).expect(0);
-        self.project.commit_all(message);
+        self.project.commit_reviewed(message);
         self.run(&publish).expect(0);
         self.project
             .git(&["--git-dir", "origin.git", "rev-parse", "deploy/e2e"])

@@ -153,7 +153,8 @@ impl Project {
     }
 
     /// The examples rendered and committed on `main` of a fresh repository,
-    /// with an empty bare repository `origin.git` beside it as `origin`.
+    /// with a bare repository `origin.git` beside it as `origin`, whose
+    /// default branch `main` holds that commit (reviewed and merged).
     pub fn with_examples_in_git() -> Self {
         let project = Self::with_examples();
         project.run(&["render"]).expect(0);
@@ -161,10 +162,18 @@ impl Project {
         project.git(&["add", "-A"]);
         project.git(&["commit", "-qm", "examples"]);
         let origin = project.join("origin.git");
-        project.git(&["init", "-q", "--bare", origin.to_str().unwrap()]);
+        project.git(&[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ]);
         project.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
         // The bare remote is not part of the source.
         project.write(".git/info/exclude", "/origin.git/\n");
+        project.push_main();
         project
     }
 
@@ -172,5 +181,19 @@ impl Project {
     pub fn commit_all(&self, message: &str) {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-qm", message]);
+    }
+
+    /// Commits everything and pushes it to origin's `main`, as merging a
+    /// reviewed pull request would.
+    pub fn commit_reviewed(&self, message: &str) {
+        self.commit_all(message);
+        self.push_main();
+    }
+
+    /// Pushes HEAD to origin's `main`; by URL, so that no `origin/main`
+    /// appears locally (plan would take it as its base).
+    pub fn push_main(&self) {
+        let origin = self.join("origin.git");
+        self.git(&["push", "-q", origin.to_str().unwrap(), "HEAD:main"]);
     }
 }

@@ -114,7 +114,7 @@ fn a_change_makes_exactly_one_commit_and_removed_files_disappear() {
         env.as_object_mut().unwrap().remove("prometheus");
     });
     project.run(&["render"]).expect(0);
-    project.commit_all("drop prometheus from staging");
+    project.commit_reviewed("drop prometheus from staging");
     let run = project
         .run(&["publish", "--remote", "origin", "--push"])
         .expect(0);
@@ -191,17 +191,27 @@ fn racing_publishers_both_land() {
             "publish", "--env", "staging", "--remote", "origin", "--push",
         ])
         .expect(0);
-    let origin_path = project.join("origin.git");
-    let origin_url = origin_path.to_str().unwrap();
+    let daemon = GitDaemon::serve(project.path());
+    let origin_url = &daemon.url("origin.git");
+    // Two merges in a row on origin's main (b's on top of a's), each
+    // publishing from its own clone.
     for (clone, interval) in [("a", 30), ("b", 60)] {
-        project.git(&["clone", "-q", origin_url, clone]);
-        // The clone holds only deploy branches; give it the source from the project.
-        std::fs::remove_dir_all(project.join(clone)).unwrap();
+        // The clone holds the source from the project, with origin as its remote.
         project.git(&["clone", "-q", project.path().to_str().unwrap(), clone]);
         project.git_in(clone, &["remote", "set-url", "origin", origin_url]);
+        project.git_in(clone, &["pull", "-q", "--ff-only", "origin", "main"]);
         project.edit_json(&format!("{clone}/environments/staging.json"), |env| {
             env["prometheus"]["scrape_interval"] = json!(interval);
         });
+        let render = std::process::Command::new(env!("CARGO_BIN_EXE_tracker-gitops"))
+            .current_dir(project.join(clone))
+            .arg("render")
+            .output()
+            .unwrap();
+        assert!(render.status.success());
+        project.git_in(clone, &["add", "-A"]);
+        project.git_in(clone, &["commit", "-qm", "change"]);
+        project.git_in(clone, &["push", "-q", "origin", "HEAD:main"]);
     }
     let binary = env!("CARGO_BIN_EXE_tracker-gitops");
     let handles: Vec<_> = ["a", "b"]
@@ -209,33 +219,6 @@ fn racing_publishers_both_land() {
         .map(|clone| {
             let dir = project.join(clone);
             std::thread::spawn(move || {
-                let render = std::process::Command::new(binary)
-                    .current_dir(&dir)
-                    .arg("render")
-                    .output()
-                    .unwrap();
-                assert!(render.status.success());
-                for args in [
-                    vec!["add", "-A"],
-                    vec![
-                        "-c",
-                        "user.name=T",
-                        "-c",
-                        "user.email=t@e",
-                        "commit",
-                        "-qm",
-                        "change",
-                    ],
-                ] {
-                    assert!(
-                        std::process::Command::new("git")
-                            .current_dir(&dir)
-                            .args(&args)
-                            .status()
-                            .unwrap()
-                            .success()
-                    );
-                }
                 std::process::Command::new(binary)
                     .current_dir(&dir)
                     .args([
@@ -266,4 +249,51 @@ fn racing_publishers_both_land() {
         "linear history"
     );
     origin(&project, &["fsck", "--strict"]);
+}
+
+/// `git daemon` serving a directory, receive-pack enabled: a real git server,
+/// which updates a ref only if it still holds what the pusher saw. (libgit2's
+/// transport for local paths overwrites it, so concurrent pushes to a path
+/// can lose one.) Stopped on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn serve(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = crate::harness::tool("git")
+            .arg("daemon")
+            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
+            .args(["--enable=receive-pack", &format!("--port={port}")])
+            .arg(format!("--base-path={}", dir.display()))
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Self { child, port };
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "git daemon did not start on port {port}");
+        daemon
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("git://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
