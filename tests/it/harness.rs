@@ -197,3 +197,88 @@ impl Project {
         self.git(&["push", "-q", origin.to_str().unwrap(), "HEAD:main"]);
     }
 }
+
+impl Project {
+    /// Runs `git --git-dir origin.git ARGS`, asserting success.
+    pub fn origin_git(&self, args: &[&str]) -> String {
+        let mut full = vec!["--git-dir", "origin.git"];
+        full.extend_from_slice(args);
+        self.git(&full)
+    }
+
+    /// Pushes a commit to origin's `branch` by hand, as someone with push
+    /// access could: the tip's tree changed by `edits` (each the arguments of
+    /// one `git update-index`, e.g. `["--cacheinfo", "100755,<blob>,file"]`),
+    /// with `message` (default: the tip's, trailers and all) and the tip as
+    /// parent. Returns the new commit.
+    pub fn forge_in_origin(
+        &self,
+        branch: &str,
+        edits: &[&[&str]],
+        message: Option<&str>,
+    ) -> String {
+        let index = self.join("forged.index");
+        // An empty work tree: some update-index operations insist on one.
+        let work_tree = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], stdin: Option<&str>| -> String {
+            use std::io::Write;
+            let mut child = std::process::Command::new("git")
+                .current_dir(self.path())
+                .args(["--git-dir", "origin.git"])
+                .args(args)
+                .env("GIT_INDEX_FILE", &index)
+                .env("GIT_WORK_TREE", work_tree.path())
+                .env("GIT_AUTHOR_NAME", "Mallory")
+                .env("GIT_AUTHOR_EMAIL", "mallory@example.org")
+                .env("GIT_COMMITTER_NAME", "Mallory")
+                .env("GIT_COMMITTER_EMAIL", "mallory@example.org")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(stdin.unwrap_or_default().as_bytes())
+                .unwrap();
+            drop(pipe);
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        };
+        let tip = git(&["rev-parse", &format!("refs/heads/{branch}")], None);
+        git(&["read-tree", &tip], None);
+        for edit in edits {
+            let mut args = vec!["update-index"];
+            args.extend_from_slice(edit);
+            git(&args, None);
+        }
+        let tree = git(&["write-tree"], None);
+        let message = match message {
+            Some(message) => message.to_string(),
+            None => git(&["log", "-1", "--format=%B", &tip], None),
+        };
+        let commit = git(
+            &["commit-tree", &tree, "-p", &tip, "-F", "-"],
+            Some(&message),
+        );
+        git(
+            &["update-ref", &format!("refs/heads/{branch}"), &commit],
+            None,
+        );
+        std::fs::remove_file(&index).unwrap();
+        commit
+    }
+
+    /// Writes `content` into origin's object database; returns the blob id.
+    pub fn origin_blob(&self, content: &str) -> String {
+        let path = self.join("forged.blob");
+        std::fs::write(&path, content).unwrap();
+        let id = self.origin_git(&["hash-object", "-w", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).unwrap();
+        id.trim().to_string()
+    }
+}

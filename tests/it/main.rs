@@ -7,5 +7,6 @@ mod harness;
 mod plan;
 mod publish;
 mod render;
+mod verify;
 
 mod validate;

@@ -5,12 +5,6 @@ use serde_json::json;
 
 use crate::harness::Project;
 
-fn origin(project: &Project, args: &[&str]) -> String {
-    let mut full = vec!["--git-dir", "origin.git"];
-    full.extend_from_slice(args);
-    project.git(&full)
-}
-
 #[test]
 fn first_publish_creates_branches_then_nothing_changes() {
     let project = Project::with_examples_in_git();
@@ -32,10 +26,7 @@ fn first_publish_creates_branches_then_nothing_changes() {
     assert_eq!(published.as_object().unwrap().len(), 3);
 
     // The branch holds exactly build/<env>/ plus the provenance file, with no parent.
-    let files = origin(
-        &project,
-        &["ls-tree", "-r", "--name-only", "deploy/staging"],
-    );
+    let files = project.origin_git(&["ls-tree", "-r", "--name-only", "deploy/staging"]);
     let mut expected: Vec<String> = project
         .git(&["ls-files", "build/staging"])
         .lines()
@@ -48,24 +39,25 @@ fn first_publish_creates_branches_then_nothing_changes() {
     assert_eq!(files, expected);
     for file in ["docker-compose.yml", "storage/tracker/etc/tracker.toml"] {
         assert_eq!(
-            origin(&project, &["show", &format!("deploy/staging:{file}")]),
+            project.origin_git(&["show", &format!("deploy/staging:{file}")]),
             project.read(&format!("build/staging/{file}")),
         );
     }
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "1"
     );
-    let source: serde_json::Value = serde_json::from_str(&origin(
-        &project,
-        &["show", "deploy/staging:.tracker-gitops/source.json"],
-    ))
+    let source: serde_json::Value = serde_json::from_str(
+        &project.origin_git(&["show", "deploy/staging:.tracker-gitops/source.json"]),
+    )
     .unwrap();
     assert_eq!(source["commit"], head.trim());
     assert_eq!(source["environment_file"], "environments/staging.json");
     assert_eq!(source["ref"], "refs/heads/main");
 
-    let message = origin(&project, &["log", "-1", "--format=%B", "deploy/production"]);
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/production"]);
     let trailers = crate::harness::tool("git")
         .args(["interpret-trailers", "--parse"])
         .stdin(std::process::Stdio::piped())
@@ -85,7 +77,7 @@ fn first_publish_creates_branches_then_nothing_changes() {
             head.trim()
         )
     );
-    origin(&project, &["fsck", "--strict"]);
+    project.origin_git(&["fsck", "--strict"]);
 
     // HEAD, the index and the working tree were not touched.
     assert_eq!(project.git(&["rev-parse", "HEAD"]), head);
@@ -99,7 +91,9 @@ fn first_publish_creates_branches_then_nothing_changes() {
         "production: unchanged (deploy/production)\nstable: unchanged (deploy/stable)\nstaging: unchanged (deploy/staging)\n"
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "1"
     );
 }
@@ -124,22 +118,23 @@ fn a_change_makes_exactly_one_commit_and_removed_files_disappear() {
         run.stdout()
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "2"
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/stable"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/stable"])
+            .trim(),
         "1"
     );
-    let subject = origin(&project, &["log", "-1", "--format=%s", "deploy/staging"]);
+    let subject = project.origin_git(&["log", "-1", "--format=%s", "deploy/staging"]);
     assert!(subject.starts_with("staging: deploy "), "{subject}");
     assert!(subject.contains("prometheus removed"), "{subject}");
-    let files = origin(
-        &project,
-        &["ls-tree", "-r", "--name-only", "deploy/staging"],
-    );
+    let files = project.origin_git(&["ls-tree", "-r", "--name-only", "deploy/staging"]);
     assert!(!files.contains("prometheus.yml"), "{files}");
-    let tree = origin(&project, &["rev-parse", "deploy/staging^{tree}"]);
+    let tree = project.origin_git(&["rev-parse", "deploy/staging^{tree}"]);
     let expected = tracker_gitops::tree::Tree::read_dir(&project.join("build/staging")).unwrap();
     assert_eq!(files.lines().count(), expected.len() + 1, "{tree}");
 }
@@ -237,7 +232,7 @@ fn racing_publishers_both_land() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let log = origin(&project, &["log", "--format=%P", "deploy/staging"]);
+    let log = project.origin_git(&["log", "--format=%P", "deploy/staging"]);
     let parents: Vec<_> = log.lines().collect();
     assert_eq!(
         parents.len(),
@@ -248,7 +243,7 @@ fn racing_publishers_both_land() {
         parents.iter().all(|p| p.split_whitespace().count() <= 1),
         "linear history"
     );
-    origin(&project, &["fsck", "--strict"]);
+    project.origin_git(&["fsck", "--strict"]);
 }
 
 /// `git daemon` serving a directory, receive-pack enabled: a real git server,
@@ -296,4 +291,190 @@ impl Drop for GitDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The staging environment with a change, rendered and committed (not pushed).
+fn staging_change(project: &Project) {
+    project.edit_json("environments/staging.json", |env| {
+        env["prometheus"]["scrape_interval"] = json!(30);
+    });
+    project.run(&["render"]).expect(0);
+    project.commit_all("scrape every 30 seconds");
+}
+
+fn origin_branches(project: &Project) -> String {
+    project.origin_git(&["branch", "--list", "deploy/*"])
+}
+
+#[test]
+fn an_unpushed_source_is_not_published() {
+    let project = Project::with_examples_in_git();
+    staging_change(&project);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    assert!(
+        run.stderr()
+            .contains(&format!("{} is not on main of origin", head.trim())),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("--allow-unreviewed"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(origin_branches(&project), "");
+}
+
+#[test]
+fn a_source_on_an_unmerged_branch_is_not_published_unless_that_branch_is_tracked() {
+    let project = Project::with_examples_in_git();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    staging_change(&project);
+    let origin = project.join("origin.git");
+    project.git(&["push", "-q", origin.to_str().unwrap(), "feature"]);
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    assert!(
+        run.stderr().contains("is not on main of origin"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(origin_branches(&project), "");
+    // Another tracked branch, named explicitly.
+    project
+        .run(&[
+            "publish",
+            "--remote",
+            "origin",
+            "--push",
+            "--source-branch",
+            "feature",
+        ])
+        .expect(0);
+    assert!(origin_branches(&project).contains("deploy/staging"));
+}
+
+#[test]
+fn allow_unreviewed_publishes_locally_and_never_pushes() {
+    let project = Project::with_examples_in_git();
+    staging_change(&project);
+    let run = project
+        .run(&[
+            "publish",
+            "--remote",
+            "origin",
+            "--push",
+            "--allow-unreviewed",
+        ])
+        .expect(2);
+    assert!(run.stderr().contains("--push"), "{}", run.stderr());
+    let run = project
+        .run(&[
+            "publish",
+            "--env",
+            "staging",
+            "--remote",
+            "origin",
+            "--allow-unreviewed",
+        ])
+        .expect(0);
+    assert!(run.stdout().starts_with("staging: "), "{}", run.stdout());
+    let source = project.git(&["show", "deploy/staging:.tracker-gitops/source.json"]);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    assert!(source.contains(head.trim()), "{source}");
+    assert_eq!(origin_branches(&project), "");
+}
+
+/// A deploy-branch tip holding the right bytes with another mode or entry
+/// type (pushed by hand) is not "unchanged": publish replaces it with a
+/// commit of exactly the render, every file a regular 0644 file.
+#[test]
+fn modes_and_entry_types_are_changes() {
+    let project = Project::with_examples_in_git();
+    let publish = |project: &Project| {
+        project
+            .run(&[
+                "publish", "--env", "staging", "--remote", "origin", "--push",
+            ])
+            .expect(0)
+            .stdout()
+    };
+    publish(&project);
+    let compose = project.origin_git(&["rev-parse", "deploy/staging:docker-compose.yml"]);
+    let compose = compose.trim();
+    let tip = project.origin_git(&["rev-parse", "deploy/staging"]);
+    let executable = format!("100755,{compose},docker-compose.yml");
+    let symlink = format!("120000,{compose},docker-compose.yml");
+    let submodule = format!("160000,{},vendor", tip.trim());
+    for (what, edit) in [
+        ("executable bit", ["--cacheinfo", &executable].to_vec()),
+        ("symlink", ["--cacheinfo", &symlink].to_vec()),
+        ("submodule", ["--add", "--cacheinfo", &submodule].to_vec()),
+    ] {
+        let forged = project.forge_in_origin("deploy/staging", &[&edit], None);
+        let out = publish(&project);
+        assert!(
+            out.starts_with("staging: ") && !out.contains("unchanged"),
+            "{what}: {out}"
+        );
+        let tip = project.origin_git(&["rev-parse", "deploy/staging"]);
+        assert_ne!(tip.trim(), forged, "{what}");
+        let subject = project.origin_git(&["log", "-1", "--format=%s", "deploy/staging"]);
+        assert!(subject.contains("(no content change)"), "{what}: {subject}");
+        let modes = project.origin_git(&["ls-tree", "-r", "deploy/staging"]);
+        assert!(
+            modes.lines().all(|l| l.starts_with("100644 blob ")),
+            "{what}:\n{modes}"
+        );
+        assert_eq!(publish(&project), "staging: unchanged (deploy/staging)\n");
+    }
+}
+
+/// A tip with the right files whose provenance points off the tracked branch
+/// (pushed by hand) is replaced by one made from the reviewed source.
+#[test]
+fn a_tip_from_an_unreviewed_source_is_republished() {
+    let project = Project::with_examples_in_git();
+    project
+        .run(&[
+            "publish", "--env", "staging", "--remote", "origin", "--push",
+        ])
+        .expect(0);
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    let elsewhere = message.replace(head.trim(), &"1".repeat(40));
+    project.forge_in_origin("deploy/staging", &[], Some(&elsewhere));
+    let run = project
+        .run(&[
+            "publish", "--env", "staging", "--remote", "origin", "--push",
+        ])
+        .expect(0);
+    assert!(!run.stdout().contains("unchanged"), "{}", run.stdout());
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
+    assert!(
+        message.contains(&format!("Source-Commit: {}", head.trim())),
+        "{message}"
+    );
+}
+
+/// What publish writes is what render writes: an executable bit committed
+/// in build/ is refused, not published.
+#[test]
+fn a_committed_build_with_other_modes_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::with_examples_in_git();
+    let file = project.join("build/staging/docker-compose.yml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    project.commit_reviewed("an executable compose file");
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    let expected = "is not exactly what render writes \
+        (docker-compose.yml: an executable file, expected a regular file)";
+    assert!(run.stderr().contains(expected), "{}", run.stderr());
+    assert_eq!(origin_branches(&project), "");
 }
