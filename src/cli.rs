@@ -581,7 +581,7 @@ fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Ou
     } else {
         None
     };
-    let repo = plan::repository()?;
+    let repo = git::repository()?;
     let base = match base {
         Some(base) => base,
         None => plan::default_base(&repo, event.as_ref().and_then(|e| e.base_sha()))?,
@@ -690,7 +690,7 @@ fn deploy(
     )?;
     let branch = env.deploy_branch(&target.branches.branch_prefix);
     // Paths inside the repository, as publish recorded them.
-    let repo = plan::repository()?;
+    let repo = git::repository()?;
     let in_repo = |path: &std::path::Path| -> Result<String> {
         Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
     };

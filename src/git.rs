@@ -21,6 +21,8 @@ const TOKEN_VARIABLES: [&str; 2] = ["TRACKER_GITOPS_GIT_TOKEN", "GITHUB_TOKEN"];
 pub enum Error {
     #[error("git: {}", .0.message())]
     Git(#[from] git2::Error),
+    #[error("cannot open the git repository around the current directory: {}", .0.message())]
+    NoRepository(git2::Error),
     #[error("cannot locate {path} in the git work tree: {reason}")]
     Location { path: PathBuf, reason: String },
     #[error(
@@ -49,6 +51,11 @@ pub fn strip_credentials(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+/// The repository containing the current directory.
+pub fn repository() -> Result<Repository, Error> {
+    Repository::discover(".").map_err(Error::NoRepository)
 }
 
 /// `path` (relative to the current directory) as a path inside the work tree of `repo`.
@@ -197,7 +204,19 @@ fn translate(url: &str, error: git2::Error) -> Error {
     if error.code() == git2::ErrorCode::Auth {
         Error::Auth { url }
     } else if error.message().contains("unsupported URL protocol") {
-        Error::UnsupportedUrl { url }
+        // libgit2 says this of SSH (not built in) and of a path with no repository.
+        let scp_like = !url.contains("://")
+            && url
+                .split_once(':')
+                .is_some_and(|(host, _)| !host.contains('/'));
+        if scp_like || url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+            Error::UnsupportedUrl { url }
+        } else {
+            Error::Unreachable {
+                url,
+                message: "no git repository there".into(),
+            }
+        }
     } else {
         Error::Unreachable {
             url,
@@ -475,6 +494,23 @@ mod tests {
             strip_credentials("git@github.com:o/r.git"),
             "git@github.com:o/r.git"
         );
+    }
+
+    /// SSH and unreachable repositories are named with what to do.
+    #[test]
+    fn remote_errors_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        for url in ["git@github.com:o/r.git", "ssh://git@example.org/o/r.git"] {
+            let error = Remote::url(&repo, url).err().unwrap();
+            assert!(
+                matches!(error, Error::UnsupportedUrl { .. }),
+                "{url}: {error}"
+            );
+        }
+        let missing = dir.path().join("missing.git");
+        let error = Remote::url(&repo, missing.to_str().unwrap()).err().unwrap();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error}");
     }
 
     /// Modes and entry types are differences; removing a file keeps the rest.

@@ -21,8 +21,6 @@ use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open the git repository around the current directory: {}", .0.message())]
-    Repository(git2::Error),
     #[error(transparent)]
     Git(#[from] git::Error),
     #[error(
@@ -48,11 +46,6 @@ pub enum Error {
         dir: String,
         source: serde_json::Error,
     },
-}
-
-/// The repository containing the current directory.
-pub fn repository() -> Result<Repository, Error> {
-    Repository::discover(".").map_err(Error::Repository)
 }
 
 /// The revision to compare with when none is given: the pull request's base

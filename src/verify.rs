@@ -8,7 +8,7 @@
 //! source commit plus the provenance file (modes and entry types included),
 //! and (d) have that source commit on the tracked branch.
 
-use git2::{Oid, Repository};
+use git2::Repository;
 
 use crate::git;
 use crate::publish::{ENVIRONMENT_TRAILER, Provenance, SOURCE_COMMIT_TRAILER, SOURCE_FILE};
@@ -25,7 +25,11 @@ pub enum Error {
     #[error(
         "{repository} has no branch {branch}: publish it first (`tracker-gitops publish --push`)"
     )]
-    NoBranch { repository: String, branch: String },
+    NoDeployBranch { repository: String, branch: String },
+    #[error(
+        "{repository} has no branch {branch} to check sources against: pass --source-branch BRANCH"
+    )]
+    NoTrackedBranch { repository: String, branch: String },
     #[error("--commit takes a commit id (hex digits), not `{0}`")]
     CommitSyntax(String),
     #[error(
@@ -115,13 +119,17 @@ pub fn verify(request: &Request) -> Result<Verified, Error> {
         Some(branch) => branch.to_string(),
         None => remote.default_branch()?.to_string(),
     };
-    for branch in [request.branch, tracked.as_str()] {
-        if !remote.has_branch(branch) {
-            return Err(Error::NoBranch {
-                repository,
-                branch: branch.to_string(),
-            });
-        }
+    if !remote.has_branch(request.branch) {
+        return Err(Error::NoDeployBranch {
+            repository,
+            branch: request.branch.to_string(),
+        });
+    }
+    if !remote.has_branch(&tracked) {
+        return Err(Error::NoTrackedBranch {
+            repository,
+            branch: tracked,
+        });
     }
     let (deploy_ref, tracked_ref) = (
         format!("{FETCHED}deploy/{}", request.branch),
@@ -131,16 +139,8 @@ pub fn verify(request: &Request) -> Result<Verified, Error> {
         &repo,
         &[(request.branch, &deploy_ref), (&tracked, &tracked_ref)],
     )?;
-    let tip_of = |refname: &str, branch: &str| -> Result<Oid, Error> {
-        git::commit_at(&repo, refname)?
-            .map(|commit| commit.id())
-            .ok_or_else(|| Error::NoBranch {
-                repository: repository.clone(),
-                branch: branch.to_string(),
-            })
-    };
-    let deploy_tip = tip_of(&deploy_ref, request.branch)?;
-    let tracked_tip = tip_of(&tracked_ref, &tracked)?;
+    let deploy_tip = repo.refname_to_id(&deploy_ref)?;
+    let tracked_tip = repo.refname_to_id(&tracked_ref)?;
 
     // (a) on the deploy branch
     let commit = match request.commit {

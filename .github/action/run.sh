@@ -8,7 +8,7 @@
 #   TG_ENVIRONMENTS  whitespace-separated environment names (empty = all)
 #   TG_ARGS          extra arguments, split on whitespace (no quoting, no globbing)
 #   TG_COMMENT       plan: post/update the sticky PR comment (true/false)
-#   TG_TOKEN         token exported as GITHUB_TOKEN to `plan`, `publish` and `deploy` only
+#   TG_TOKEN         token exported as GITHUB_TOKEN to `plan` and `publish` only
 #
 # Step outputs (besides whatever the CLI writes to $GITHUB_OUTPUT):
 #   changed                  plan: JSON array of environment names ([] if not written)
@@ -115,8 +115,6 @@ publish)
 deploy | status)
 	one_env
 	cli=("${command}" --env "${envs[0]}")
-	# deploy reads the repository to verify the commit before connecting.
-	if [[ ${command} == deploy ]]; then uses_token=true; fi
 	;;
 '') die "input 'command' is required" ;;
 *) die "unknown command '${command}' (validate|check|plan|publish|deploy|status)" ;;

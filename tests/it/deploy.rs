@@ -451,18 +451,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let record = Path::new(&vm.root).join("deployed");
     let deployed = std::fs::read_to_string(&record).unwrap();
     let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
-    let compose = project.origin_git(&["show", "deploy/e2e:docker-compose.yml"]);
-    let tampered = compose.replacen(
-        "    volumes:\n",
-        "    volumes:\n      - /etc:/host-etc\n",
-        1,
-    );
-    assert_ne!(tampered, compose);
-    let bind_mount = format!(
-        "100644,{},docker-compose.yml",
-        project.origin_blob(&tampered)
-    );
-    project.forge_in_origin("deploy/e2e", &[&["--cacheinfo", &bind_mount]], None);
+    project.forge_etc_bind_mount("deploy/e2e");
     let run = ctx.deploy().expect(2);
     assert!(
         run.stderr()

@@ -193,8 +193,26 @@ impl Project {
     /// Pushes HEAD to origin's `main`; by URL, so that no `origin/main`
     /// appears locally (plan would take it as its base).
     pub fn push_main(&self) {
+        self.push_to_origin("main");
+    }
+
+    /// Pushes HEAD to origin's `branch`, by URL.
+    pub fn push_to_origin(&self, branch: &str) {
         let origin = self.join("origin.git");
-        self.git(&["push", "-q", origin.to_str().unwrap(), "HEAD:main"]);
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        self.git(&["push", "-q", origin.to_str().unwrap(), &refspec]);
+    }
+
+    /// `publish --push` of `envs` (all when empty) from HEAD, pushed to
+    /// origin's `branch` and tracked there: a branch nobody merged into main.
+    pub fn publish_from_branch(&self, branch: &str, envs: &[&str]) -> Run {
+        self.push_to_origin(branch);
+        let mut args = vec!["publish", "--remote", "origin", "--push"];
+        args.extend(["--source-branch", branch]);
+        for env in envs {
+            args.extend(["--env", env]);
+        }
+        self.run(&args)
     }
 }
 
@@ -271,6 +289,21 @@ impl Project {
         );
         std::fs::remove_file(&index).unwrap();
         commit
+    }
+
+    /// Pushes by hand onto origin's `branch` a commit that keeps publish's
+    /// message and provenance but bind-mounts the host's /etc into the first
+    /// service with volumes, as an attacker with push access could.
+    pub fn forge_etc_bind_mount(&self, branch: &str) -> String {
+        let compose = self.origin_git(&["show", &format!("{branch}:docker-compose.yml")]);
+        let tampered = compose.replacen(
+            "    volumes:\n",
+            "    volumes:\n      - /etc:/host-etc\n",
+            1,
+        );
+        assert_ne!(tampered, compose);
+        let entry = format!("100644,{},docker-compose.yml", self.origin_blob(&tampered));
+        self.forge_in_origin(branch, &[&["--cacheinfo", &entry]], None)
     }
 
     /// Writes `content` into origin's object database; returns the blob id.

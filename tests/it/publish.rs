@@ -181,11 +181,7 @@ fn the_environments_own_branch_wins_and_local_publish_needs_no_remote() {
 #[test]
 fn racing_publishers_both_land() {
     let project = Project::with_examples_in_git();
-    project
-        .run(&[
-            "publish", "--env", "staging", "--remote", "origin", "--push",
-        ])
-        .expect(0);
+    publish_staging(&project);
     let daemon = GitDaemon::serve(project.path());
     let origin_url = &daemon.url("origin.git");
     // Two merges in a row on origin's main (b's on top of a's), each
@@ -302,6 +298,16 @@ fn staging_change(project: &Project) {
     project.commit_all("scrape every 30 seconds");
 }
 
+/// `publish --push` of staging, which must succeed; its stdout.
+fn publish_staging(project: &Project) -> String {
+    project
+        .run(&[
+            "publish", "--env", "staging", "--remote", "origin", "--push",
+        ])
+        .expect(0)
+        .stdout()
+}
+
 fn origin_branches(project: &Project) -> String {
     project.origin_git(&["branch", "--list", "deploy/*"])
 }
@@ -333,8 +339,7 @@ fn a_source_on_an_unmerged_branch_is_not_published_unless_that_branch_is_tracked
     let project = Project::with_examples_in_git();
     project.git(&["checkout", "-q", "-b", "feature"]);
     staging_change(&project);
-    let origin = project.join("origin.git");
-    project.git(&["push", "-q", origin.to_str().unwrap(), "feature"]);
+    project.push_to_origin("feature");
     let run = project
         .run(&["publish", "--remote", "origin", "--push"])
         .expect(2);
@@ -345,16 +350,7 @@ fn a_source_on_an_unmerged_branch_is_not_published_unless_that_branch_is_tracked
     );
     assert_eq!(origin_branches(&project), "");
     // Another tracked branch, named explicitly.
-    project
-        .run(&[
-            "publish",
-            "--remote",
-            "origin",
-            "--push",
-            "--source-branch",
-            "feature",
-        ])
-        .expect(0);
+    project.publish_from_branch("feature", &[]).expect(0);
     assert!(origin_branches(&project).contains("deploy/staging"));
 }
 
@@ -395,15 +391,7 @@ fn allow_unreviewed_publishes_locally_and_never_pushes() {
 #[test]
 fn modes_and_entry_types_are_changes() {
     let project = Project::with_examples_in_git();
-    let publish = |project: &Project| {
-        project
-            .run(&[
-                "publish", "--env", "staging", "--remote", "origin", "--push",
-            ])
-            .expect(0)
-            .stdout()
-    };
-    publish(&project);
+    publish_staging(&project);
     let compose = project.origin_git(&["rev-parse", "deploy/staging:docker-compose.yml"]);
     let compose = compose.trim();
     let tip = project.origin_git(&["rev-parse", "deploy/staging"]);
@@ -416,7 +404,7 @@ fn modes_and_entry_types_are_changes() {
         ("submodule", ["--add", "--cacheinfo", &submodule].to_vec()),
     ] {
         let forged = project.forge_in_origin("deploy/staging", &[&edit], None);
-        let out = publish(&project);
+        let out = publish_staging(&project);
         assert!(
             out.starts_with("staging: ") && !out.contains("unchanged"),
             "{what}: {out}"
@@ -430,7 +418,10 @@ fn modes_and_entry_types_are_changes() {
             modes.lines().all(|l| l.starts_with("100644 blob ")),
             "{what}:\n{modes}"
         );
-        assert_eq!(publish(&project), "staging: unchanged (deploy/staging)\n");
+        assert_eq!(
+            publish_staging(&project),
+            "staging: unchanged (deploy/staging)\n"
+        );
     }
 }
 
@@ -439,21 +430,13 @@ fn modes_and_entry_types_are_changes() {
 #[test]
 fn a_tip_from_an_unreviewed_source_is_republished() {
     let project = Project::with_examples_in_git();
-    project
-        .run(&[
-            "publish", "--env", "staging", "--remote", "origin", "--push",
-        ])
-        .expect(0);
+    publish_staging(&project);
     let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
     let head = project.git(&["rev-parse", "HEAD"]);
     let elsewhere = message.replace(head.trim(), &"1".repeat(40));
     project.forge_in_origin("deploy/staging", &[], Some(&elsewhere));
-    let run = project
-        .run(&[
-            "publish", "--env", "staging", "--remote", "origin", "--push",
-        ])
-        .expect(0);
-    assert!(!run.stdout().contains("unchanged"), "{}", run.stdout());
+    let out = publish_staging(&project);
+    assert!(!out.contains("unchanged"), "{out}");
     let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
     assert!(
         message.contains(&format!("Source-Commit: {}", head.trim())),

@@ -145,16 +145,7 @@ fn a_published_commit_passes_then_ssh_connects() {
 fn a_hand_pushed_deploy_commit_is_refused_before_connecting() {
     let vm = Vm::start();
     let project = published(&vm);
-    let compose = project.origin_git(&["show", "deploy/stable:docker-compose.yml"]);
-    let tampered = compose.replacen(
-        "    volumes:\n",
-        "    volumes:\n      - /etc:/host-etc\n",
-        1,
-    );
-    assert_ne!(tampered, compose);
-    let blob = project.origin_blob(&tampered);
-    let bind_mount = format!("100644,{blob},docker-compose.yml");
-    project.forge_in_origin("deploy/stable", &[&["--cacheinfo", &bind_mount]], None);
+    project.forge_etc_bind_mount("deploy/stable");
     refused(
         &project,
         &vm,
@@ -187,19 +178,8 @@ fn a_commit_from_an_unreviewed_source_is_refused() {
     });
     project.run(&["render"]).expect(0);
     project.commit_all("unreviewed change");
-    let origin = project.join("origin.git");
-    project.git(&["push", "-q", origin.to_str().unwrap(), "feature"]);
     project
-        .run(&[
-            "publish",
-            "--env",
-            "stable",
-            "--remote",
-            "origin",
-            "--push",
-            "--source-branch",
-            "feature",
-        ])
+        .publish_from_branch("feature", &["stable"])
         .expect(0);
     let source = project.git(&["rev-parse", "HEAD"]);
     refused(
