@@ -100,6 +100,7 @@ fn benches(c: &mut Criterion) {
                 author_name: "bench".into(),
                 author_email: "bench@example.org".into(),
                 source_ref: None,
+                reviewed: None,
             };
             let round = AtomicUsize::new(0);
             group.bench_function(BenchmarkId::new("publish", count), |b| {

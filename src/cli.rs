@@ -16,11 +16,13 @@ use crate::check::{self, ChangeKind};
 use crate::deploy;
 use crate::diagnostic::{self, FileReport, display_path};
 use crate::environment::{self, Environment};
+use crate::git;
 use crate::github::{self, Posted};
 use crate::plan;
 use crate::publish;
 use crate::render::{self, Rendered, Templates};
 use crate::tree::Tree;
+use crate::verify;
 
 #[derive(Debug, Parser)]
 #[command(name = "tracker-gitops", version, about, propagate_version = true)]
@@ -100,6 +102,13 @@ enum Command {
         /// Deploy this commit of the deploy branch (default: the branch tip).
         #[arg(long, value_name = "SHA")]
         commit: Option<String>,
+        /// The reviewed branch the commit's source must be on (default: the
+        /// default branch of the repository the VM clones).
+        #[arg(long, value_name = "BRANCH")]
+        source_branch: Option<String>,
+        /// Directory holding the rendered environments, as in the source.
+        #[arg(long, value_name = "DIR", default_value = "build")]
+        out: PathBuf,
         /// Do not pull images first (they must already be on the VM).
         #[arg(long)]
         no_pull: bool,
@@ -158,6 +167,14 @@ struct PublishArgs {
     /// Push the new commits to --remote, fast-forward only.
     #[arg(long, requires = "remote")]
     push: bool,
+    /// The branch of --remote the source commit must be on (default: the
+    /// remote's default branch).
+    #[arg(long, value_name = "BRANCH", requires = "remote")]
+    source_branch: Option<String>,
+    /// For local experiments: publish a source that is not on that branch.
+    /// Never with --push; deploy refuses such commits anyway.
+    #[arg(long, requires = "remote", conflicts_with_all = ["push", "source_branch"])]
+    allow_unreviewed: bool,
     /// Author and committer of the deploy commits.
     #[arg(
         long,
@@ -264,9 +281,18 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Deploy {
             target,
             commit,
+            source_branch,
+            out,
             no_pull,
             timeout,
-        } => deploy(&target, commit, !no_pull, timeout),
+        } => {
+            let verify = Verification {
+                commit,
+                source_branch,
+                out,
+            };
+            deploy(&target, &verify, !no_pull, timeout)
+        }
         Command::Status { target } => status(&target),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
@@ -516,19 +542,32 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     let (author_name, author_email) = parse_author(&args.author)?;
+    let source = publish::Source::discover(std::path::Path::new("."))?;
+    // Every environment's source must be committed, and reviewed, before any is published.
+    let provenances = rendered
+        .iter()
+        .map(|(env, result)| {
+            source.provenance(
+                env,
+                &selection.out,
+                &result.tree,
+                args.source_ref.as_deref(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Without a remote nothing leaves this repository: there is no reviewed branch to check.
+    let reviewed = match (&args.remote, args.allow_unreviewed) {
+        (Some(remote), false) => Some(source.reviewed(remote, args.source_branch.as_deref())?),
+        _ => None,
+    };
     let options = publish::Options {
         remote: args.remote.clone(),
         push: args.push,
         author_name,
         author_email,
         source_ref: args.source_ref.clone(),
+        reviewed,
     };
-    let source = publish::Source::discover(std::path::Path::new("."))?;
-    // Every environment's source must be committed before any is published.
-    let provenances = rendered
-        .iter()
-        .map(|(env, _)| source.provenance(env, &selection.out, options.source_ref.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut published = serde_json::Map::new();
     for ((env, result), provenance) in rendered.iter().zip(&provenances) {
         let branch = env.deploy_branch(&args.branches.branch_prefix);
@@ -601,12 +640,12 @@ fn plan(
     } else {
         None
     };
-    let repo = plan::repository()?;
+    let repo = git::repository()?;
     let base = match base {
         Some(base) => base,
         None => plan::default_base(&repo, event.as_ref().and_then(|e| e.base_sha()))?,
     };
-    let out = plan::path_in_repo(&repo, &selection.out)?;
+    let out = git::path_in_repo(&repo, &selection.out)?;
     let at_base = plan::tree_at(&repo, &base, &out)?;
     let current = rendered
         .into_iter()
@@ -691,7 +730,19 @@ fn connect(target: &Target, env: &Environment) -> Result<deploy::Connection> {
     Ok(deploy::Connection::new(&env.file.deploy, identity)?)
 }
 
-fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> Result<Outcome> {
+/// What `deploy` checks the commit against before it connects.
+struct Verification {
+    commit: Option<String>,
+    source_branch: Option<String>,
+    out: PathBuf,
+}
+
+fn deploy(
+    target: &Target,
+    verification: &Verification,
+    pull: bool,
+    timeout: u64,
+) -> Result<Outcome> {
     let env = load_target(target)?;
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
@@ -702,10 +753,26 @@ fn deploy(target: &Target, commit: Option<String>, pull: bool, timeout: u64) -> 
         std::path::Path::new("."),
     )?;
     let branch = env.deploy_branch(&target.branches.branch_prefix);
-    let commit = match commit {
-        Some(commit) => commit,
-        None => deploy::branch_tip(&repository, &branch)?,
+    // Paths inside the repository, as publish recorded them.
+    let repo = git::repository()?;
+    let in_repo = |path: &std::path::Path| -> Result<String> {
+        Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
     };
+    let verified = verify::verify(&verify::Request {
+        repository: &repository,
+        branch: &branch,
+        source_branch: verification.source_branch.as_deref(),
+        commit: verification.commit.as_deref(),
+        environment: &env.name,
+        environment_file: &in_repo(&env.path)?,
+        output: &in_repo(&verification.out.join(&env.name))?,
+    })?;
+    println!(
+        "verified {}: published from {} on {}",
+        verified.commit, verified.source_commit, verified.source_branch
+    );
+    // The VM checks out exactly the verified commit.
+    let commit = verified.commit;
     let connection = connect(target, &env)?;
     let health_url = crate::stack::tracker_health_url(&env);
     let request = deploy::Request {

@@ -3,16 +3,19 @@
 //!
 //! The pipeline, one module per stage: [`environment`] (read, validate) →
 //! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`check`]
-//! (tree vs disk or git) → [`plan`] → [`publish`] → [`github`] → [`deploy`].
+//! (tree vs disk or git) → [`plan`] → [`publish`] → [`github`] → [`verify`] →
+//! [`deploy`]; [`git`] is the repository access they share.
 
 pub mod check;
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;
 pub mod environment;
+pub mod git;
 pub mod github;
 pub mod plan;
 pub mod publish;
 pub mod render;
 pub mod stack;
 pub mod tree;
+pub mod verify;

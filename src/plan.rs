@@ -8,24 +8,22 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-use git2::{ErrorCode, Repository};
+use git2::Repository;
 
 use crate::check::{self, ChangeKind, FileChange};
 use crate::diagnostic::{display_path, display_text};
-use crate::publish;
+use crate::git;
 use crate::render::{self, Rendered, STACK_FILE};
 use crate::stack::{self, Port, Protocol, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open the git repository around the current directory: {}", .0.message())]
-    Repository(git2::Error),
-    #[error("cannot locate {path} in the git work tree: {reason}")]
-    Location { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Git(#[from] git::Error),
     #[error(
         "cannot find revision `{rev}`: {} (a shallow clone lacks the base: fetch it, e.g. actions/checkout with fetch-depth: 0)",
         .source.message()
@@ -37,7 +35,7 @@ pub enum Error {
     Read {
         rev: String,
         path: PathBuf,
-        source: publish::Error,
+        source: git::Error,
     },
     #[error(
         "{dir} at `{rev}` has no {STACK_FILE}: it was rendered by an older tracker-gitops; render and commit it first"
@@ -49,42 +47,6 @@ pub enum Error {
         dir: String,
         source: serde_json::Error,
     },
-}
-
-/// The repository containing the current directory.
-pub fn repository() -> Result<Repository, Error> {
-    Repository::discover(".").map_err(Error::Repository)
-}
-
-/// `path` (relative to the current directory) as a path inside the work tree of `repo`.
-pub fn path_in_repo(repo: &Repository, path: &Path) -> Result<PathBuf, Error> {
-    let location = |reason: String| Error::Location {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| location("the repository is bare".into()))?
-        .canonicalize()
-        .map_err(|e| location(e.to_string()))?;
-    let current = std::env::current_dir()
-        .and_then(|dir| dir.canonicalize())
-        .map_err(|e| location(e.to_string()))?;
-    // Lexically: the directory may not exist now (a removed environment).
-    let mut absolute = PathBuf::new();
-    for component in current.join(path).components() {
-        match component {
-            Component::ParentDir => {
-                absolute.pop();
-            }
-            Component::CurDir => {}
-            other => absolute.push(other),
-        }
-    }
-    absolute
-        .strip_prefix(&workdir)
-        .map(Path::to_path_buf)
-        .map_err(|_| location(format!("it is outside {}", workdir.display())))
 }
 
 /// The revision to compare with when none is given: the pull request's base
@@ -110,29 +72,16 @@ pub fn tree_at(repo: &Repository, rev: &str, dir: &Path) -> Result<Tree, Error> 
             rev: rev.to_string(),
             source,
         })?;
-    let read_error = |source: publish::Error| Error::Read {
+    let read_error = |source: git::Error| Error::Read {
         rev: rev.to_string(),
         path: dir.to_path_buf(),
         source,
     };
-    let subtree = if dir.as_os_str().is_empty() {
-        root
-    } else {
-        match root.get_path(dir) {
-            Ok(entry) => match entry
-                .to_object(repo)
-                .map_err(|e| read_error(e.into()))?
-                .into_tree()
-            {
-                Ok(tree) => tree,
-                // A file where the directory would be: no rendered files there.
-                Err(_) => return Ok(Tree::default()),
-            },
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(Tree::default()),
-            Err(e) => return Err(read_error(e.into())),
-        }
-    };
-    publish::read_tree(repo, &subtree).map_err(read_error)
+    match git::subtree(repo, root, &git::slash_path(dir)).map_err(read_error)? {
+        Some(subtree) => git::read_tree(repo, &subtree).map_err(read_error),
+        // Nothing, or a file, where the directory would be: no rendered files there.
+        None => Ok(Tree::default()),
+    }
 }
 
 /// Every selected environment, at the base and now.

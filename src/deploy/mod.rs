@@ -51,8 +51,6 @@ pub enum Error {
     },
     #[error("no repository: pass --repository, set deploy.repository, or add an `origin` remote")]
     NoRepository(#[source] git2::Error),
-    #[error("branch {branch} not found in {repository}")]
-    NoBranch { repository: String, branch: String },
     #[error("{program} failed ({status}): {stderr}")]
     Tool {
         program: &'static str,
@@ -504,27 +502,8 @@ pub fn repository_url(
     // The URL reaches the VM in argv: never with credentials in it.
     remote
         .url()
-        .map(crate::publish::strip_credentials)
+        .map(crate::git::strip_credentials)
         .map_err(|_| Error::NoRepository(git2::Error::from_str("origin has no UTF-8 URL")))
-}
-
-/// The tip of `branch` in `repository`, asked with `git ls-remote`.
-pub fn branch_tip(repository: &str, branch: &str) -> Result<String, Error> {
-    let refname = format!("refs/heads/{branch}");
-    let listed = run_tool(
-        "git ls-remote",
-        Command::new("git").args(["ls-remote", "--", repository, &refname]),
-        None,
-    )?;
-    listed
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(_, name)| *name == refname)
-        .map(|(sha, _)| sha.to_string())
-        .ok_or_else(|| Error::NoBranch {
-            repository: repository.to_string(),
-            branch: branch.to_string(),
-        })
 }
 
 /// What to deploy where.

@@ -198,7 +198,7 @@ impl Ctx<'_> {
         let mut publish = vec!["publish", "--env", "e2e", "--remote", "origin", "--push"];
         publish.extend(&overrides);
         self.run(&render).expect(0);
-        self.project.commit_all(message);
+        self.project.commit_reviewed(message);
         self.run(&publish).expect(0);
         self.project
             .git(&["--git-dir", "origin.git", "rev-parse", "deploy/e2e"])
@@ -442,6 +442,30 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     }
     assert_eq!(tracker_health(), "healthy");
     ctx.run(&["status", "--env", "e2e"]).expect(0);
+
+    // (4a) a commit pushed straight to the deploy branch, keeping publish's
+    // message and provenance but bind-mounting the host's /etc: refused
+    // before anything touches the VM.
+    let services = ["tracker", "prometheus"];
+    let containers = services.map(container);
+    let record = Path::new(&vm.root).join("deployed");
+    let deployed = std::fs::read_to_string(&record).unwrap();
+    let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
+    project.forge_etc_bind_mount("deploy/e2e");
+    let run = ctx.deploy().expect(2);
+    assert!(
+        run.stderr()
+            .contains("its files are not exactly build/e2e of its source"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(services.map(container), containers);
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), deployed);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap(),
+        audit
+    );
+    project.origin_git(&["update-ref", "refs/heads/deploy/e2e", &c4]);
 
     // (5) the token never left the process environment and the VM
     for history in [

@@ -9,5 +9,6 @@ mod plan;
 mod publish;
 mod render;
 mod ssh;
+mod verify;
 
 mod validate;
