@@ -17,7 +17,7 @@ use crate::check::{self, ChangeKind, FileChange};
 use crate::diagnostic::{display_path, display_text};
 use crate::git;
 use crate::render::{self, Rendered, STACK_FILE};
-use crate::stack::{self, Port, Protocol, Service, ServiceChange, Stack};
+use crate::stack::{self, Port, Protocol, Reason, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
@@ -357,9 +357,9 @@ impl EnvironmentPlan {
                 base.stack.networks != current.stack.networks
                     || self.services().iter().any(|(_, change)| match change {
                         ServiceChange::Added | ServiceChange::Removed => true,
-                        ServiceChange::Recreated(reasons) => reasons
-                            .iter()
-                            .any(|r| matches!(*r, "ports" | "networks" | "dependencies")),
+                        ServiceChange::Recreated(reasons) => reasons.iter().any(|r| {
+                            matches!(r, Reason::Ports | Reason::Networks | Reason::Dependencies)
+                        }),
                         ServiceChange::Unchanged => false,
                     })
             }
@@ -449,8 +449,8 @@ fn details(change: &ServiceChange, before: Option<&Service>, after: Option<&Serv
         (ServiceChange::Recreated(reasons), Some(before), Some(after)) => reasons
             .iter()
             .map(|reason| match *reason {
-                "image" => format!("image `{}` → `{}`", before.image, after.image),
-                "ports" => {
+                Reason::Image => format!("image `{}` → `{}`", before.image, after.image),
+                Reason::Ports => {
                     let changes = set_changes(&published(&before.ports), &published(&after.ports));
                     // Only a port's note (a comment in the compose file) may differ.
                     if changes.is_empty() {
