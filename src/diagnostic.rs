@@ -3,7 +3,10 @@
 //! GitHub workflow commands so they show up inline on a pull request. File names
 //! come from directory listings, so every one printed goes through
 //! [`display_path`] or the workflow-command escapes: a name must never fake a
-//! line of output or a workflow command.
+//! line of output or a workflow command. Every diagnostic carries a stable
+//! [`Code`], printed in all three.
+
+mod code;
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -12,6 +15,8 @@ use std::path::Path;
 use codespan_reporting::files::{Files, SimpleFile};
 use codespan_reporting::term::termcolor::{Color, ColorSpec, WriteColor};
 use serde::Serialize;
+
+pub use code::Code;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +30,7 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    pub code: Code,
     pub message: String,
     pub pointer: String,
     pub span: Range<usize>,
@@ -44,12 +50,14 @@ pub struct Related {
 
 impl Diagnostic {
     pub fn error(
+        code: Code,
         pointer: impl Into<String>,
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Self {
         Self {
             severity: Severity::Error,
+            code,
             message: message.into(),
             pointer: pointer.into(),
             span,
@@ -59,13 +67,14 @@ impl Diagnostic {
     }
 
     pub fn warning(
+        code: Code,
         pointer: impl Into<String>,
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Self {
         Self {
             severity: Severity::Warning,
-            ..Self::error(pointer, span, message)
+            ..Self::error(code, pointer, span, message)
         }
     }
 
@@ -107,6 +116,7 @@ pub struct Located<'a> {
     pub line: usize,
     pub column: usize,
     pub severity: Severity,
+    pub code: Code,
     pub message: &'a str,
     pub pointer: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +172,7 @@ impl FileReport {
                 line,
                 column,
                 severity: d.severity,
+                code: d.code,
                 message: &d.message,
                 pointer: &d.pointer,
                 hint: d.hint.as_deref(),
@@ -170,7 +181,9 @@ impl FileReport {
         })
     }
 
-    /// `file:line:col: error: message`, then (with `snippets`) the offending line
+    /// `file:line:col: error: message [code]` (the code where clang puts its
+    /// warning flag, so `file:line:col: severity: message` parsers keep
+    /// working), then (with `snippets`) the offending line
     /// with a caret under the span, then the pointer and the hint.
     pub fn write_human(&self, out: &mut dyn WriteColor, snippets: bool) -> io::Result<()> {
         for (d, at) in self.diagnostics.iter().zip(self.located()) {
@@ -182,7 +195,7 @@ impl FileReport {
             out.set_color(ColorSpec::new().set_fg(Some(color)).set_bold(true))?;
             write!(out, "{severity}")?;
             out.reset()?;
-            writeln!(out, ": {}", d.message)?;
+            writeln!(out, ": {} [{}]", d.message, d.code)?;
             if snippets {
                 self.write_snippet(out, &d.span, at.line, color)?;
             }
@@ -257,7 +270,7 @@ impl FileReport {
                 escape_property(at.file),
                 at.line,
                 at.column,
-                escape_property(&format!("tracker-gitops {command}")),
+                escape_property(&format!("tracker-gitops {command} [{}]", at.code)),
                 escape_data(&message)
             )?;
         }
@@ -351,8 +364,8 @@ mod tests {
             "envs/x.json".into(),
             text,
             vec![
-                Diagnostic::warning("/b", 19..22, "later"),
-                Diagnostic::error("/a", 4..7, "earlier").with_hint("fix it"),
+                Diagnostic::warning(Code::MovingTag, "/b", 19..22, "later"),
+                Diagnostic::error(Code::UnknownKey, "/a", 4..7, "earlier").with_hint("fix it"),
             ],
         )
     }
@@ -371,7 +384,7 @@ mod tests {
         let out = String::from_utf8(out.into_inner()).unwrap();
         assert!(
             out.starts_with(
-                "envs/x.json:2:3: error: earlier\n  |\n2 |   \"a\": 1,\n  |   ^^^\n  at: /a\n  hint: fix it\n"
+                "envs/x.json:2:3: error: earlier [unknown-key]\n  |\n2 |   \"a\": 1,\n  |   ^^^\n  at: /a\n  hint: fix it\n"
             ),
             "{out}"
         );
@@ -383,7 +396,12 @@ mod tests {
         let report = FileReport::new(
             "x.json".into(),
             text,
-            vec![Diagnostic::error("/a", 11..12, "control character")],
+            vec![Diagnostic::error(
+                Code::ControlCharacter,
+                "/a",
+                11..12,
+                "control character",
+            )],
         );
         let mut out = codespan_reporting::term::termcolor::NoColor::new(Vec::new());
         report.write_human(&mut out, true).unwrap();
@@ -413,14 +431,14 @@ mod tests {
         let report = FileReport::new(
             "envs/x.json".into(),
             "{}".into(),
-            vec![Diagnostic::error("", 0..1, "clash").with_related(related)],
+            vec![Diagnostic::error(Code::BranchCollision, "", 0..1, "clash").with_related(related)],
         );
         let mut human = codespan_reporting::term::termcolor::NoColor::new(Vec::new());
         report.write_human(&mut human, false).unwrap();
         let human = String::from_utf8(human.into_inner()).unwrap();
         assert_eq!(
             human,
-            "envs/x.json:1:1: error: clash\n  note: envs/a\\nb.json:4:2: here\n"
+            "envs/x.json:1:1: error: clash [branch-collision]\n  note: envs/a\\nb.json:4:2: here\n"
         );
         let mut github = Vec::new();
         report.write_github(&mut github).unwrap();
@@ -431,6 +449,7 @@ mod tests {
         );
         let json = serde_json::to_value(report.located().collect::<Vec<_>>()).unwrap();
         assert_eq!(json[0]["related"][0]["file"], "envs/a\nb.json");
+        assert_eq!(json[0]["code"], "branch-collision");
     }
 
     #[test]
@@ -439,7 +458,7 @@ mod tests {
         report().write_github(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.starts_with(
-            "::error file=envs/x.json,line=2,col=3,title=tracker-gitops error::earlier%0Ahint: fix it\n"
+            "::error file=envs/x.json,line=2,col=3,title=tracker-gitops error [unknown-key]::earlier%0Ahint: fix it\n"
         ));
         assert!(out.contains("::warning file=envs/x.json,line=3,col=8"));
     }

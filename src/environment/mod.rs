@@ -18,7 +18,7 @@ pub use model::*;
 pub use rules::check_name;
 pub use set::{Namespace, NamespaceError};
 
-use crate::diagnostic::{Diagnostic, FileReport, display_path, display_text};
+use crate::diagnostic::{Code, Diagnostic, FileReport, display_path, display_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -123,8 +123,8 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
             };
         }
     };
-    let schema = schema::check(&document);
-    let addresses = rules::check_addresses(&document);
+    let schema = schema::validate(&document);
+    let addresses = rules::bad_addresses(&document);
     // Unknown keys alone do not stop the cross-field rules: every problem in one run.
     let typed = (schema.only_unknown_keys() && addresses.is_empty()).then(|| {
         let mut value = document.value.clone();
@@ -140,7 +140,7 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
     let mut deploy = None;
     match typed {
         Some(Ok(file)) => {
-            diagnostics.extend(rules::check(&file, &document));
+            diagnostics.extend(rules::apply(&file, &document));
             deploy = Some(file.deploy.clone());
             if clean {
                 environment = Some(Environment {
@@ -151,9 +151,12 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
             }
         }
         // The schema and the model agree, so this is a bug; report it, don't panic.
-        Some(Err(e)) => {
-            diagnostics.push(Diagnostic::error("", 0..0, format!("internal error: {e}")))
-        }
+        Some(Err(e)) => diagnostics.push(Diagnostic::error(
+            Code::InternalError,
+            "",
+            0..0,
+            format!("internal error: {e}"),
+        )),
         None => {}
     }
     let report = FileReport::new(display, text, diagnostics);

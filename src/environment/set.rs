@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::model::Deploy;
 use super::{Checked, DeploySection};
-use crate::diagnostic::{Diagnostic, Related, Severity};
+use crate::diagnostic::{Code, Diagnostic, Related, Severity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -108,8 +108,8 @@ impl Member<'_> {
         }
     }
 
-    fn error(&self, pointer: &str, message: String) -> Diagnostic {
-        Diagnostic::error(pointer, self.span(pointer), message)
+    fn error(&self, code: Code, pointer: &str, message: String) -> Diagnostic {
+        Diagnostic::error(code, pointer, self.span(pointer), message)
     }
 
     /// A note pointing at `pointer` in this file, for a diagnostic in another.
@@ -230,6 +230,7 @@ fn outside_namespace(member: &Member, namespace: &Namespace) -> Option<Diagnosti
     Some(
         member
             .error(
+                Code::BranchOutsideNamespace,
                 "/deploy/branch",
                 format!("deploy branch `{branch}` is outside the deploy namespace `{prefix}`"),
             )
@@ -250,6 +251,7 @@ fn protected_branch(member: &Member, namespace: &Namespace) -> Option<Diagnostic
     Some(
         member
             .error(
+                Code::ProtectedBranch,
                 member.branch_pointer(),
                 format!("deploy branch `{branch}` is {why}"),
             )
@@ -322,7 +324,7 @@ fn branch_collision(a: &Member, b: &Member, overlap: Overlap, prefix: &str) -> D
             "git cannot hold a branch `x` and a branch `x/…` at once: rename one of them".into(),
         ),
     };
-    a.error(a.branch_pointer(), message)
+    a.error(Code::BranchCollision, a.branch_pointer(), message)
         .with_related(b.related(
             b.branch_pointer(),
             format!("`{other}` deploys from `{theirs}`"),
@@ -347,7 +349,7 @@ fn destination_collision(a: &Member, b: &Member, overlap: Overlap) -> Diagnostic
             "VM directory `{path}` on {at} holds `{their_path}`, the deploy directory of `{other}`"
         ),
     };
-    a.error("/deploy/path", message)
+    a.error(Code::DestinationCollision, "/deploy/path", message)
         .with_related(b.related(
             "/deploy/path",
             format!(
