@@ -75,7 +75,7 @@ fn github_actions_get_workflow_commands() {
     assert_eq!(code, 1);
     assert!(
         stdout.contains(
-            "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
+            "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error [unknown-key]::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
         ),
         "{stdout}"
     );
@@ -234,7 +234,7 @@ fn cross_file_diagnostics_locate_both_files_in_json_and_workflow_commands() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(
-            "::error file=environments/staging.json,line=28,col=15,title=tracker-gitops error::\
+            "::error file=environments/staging.json,line=28,col=15,title=tracker-gitops error [branch-collision]::\
              deploy branch `deploy/production` is also the deploy branch of `production`\
              %0Anote: environments/production.json:28:15: `production` deploys from `deploy/production`"
         ),
