@@ -21,6 +21,7 @@ use crate::github::{self, Posted};
 use crate::plan;
 use crate::publish;
 use crate::render::{self, Rendered, Templates};
+use crate::text::plural;
 use crate::tree::Tree;
 use crate::verify;
 
@@ -328,9 +329,9 @@ fn validate(
     let invalid = reports.iter().filter(|r| r.has_errors()).count();
     if format == Format::Human {
         eprintln!(
-            "{} file{} checked: {}",
+            "{} {} checked: {}",
             reports.len(),
-            plural(reports.len()),
+            plural(reports.len(), "file", "files"),
             if invalid == 0 {
                 "all valid".to_string()
             } else {
@@ -842,8 +843,4 @@ fn load_valid(checked: Vec<environment::Checked>) -> Result<Option<Vec<Environme
         .collect();
     print_reports(&printable)?;
     Ok(environments.into_iter().collect())
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -17,5 +17,6 @@ pub mod plan;
 pub mod publish;
 pub mod render;
 pub mod stack;
+pub(crate) mod text;
 pub mod tree;
 pub mod verify;

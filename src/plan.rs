@@ -18,6 +18,7 @@ use crate::diagnostic::{display_path, display_text};
 use crate::git;
 use crate::render::{self, Rendered, STACK_FILE};
 use crate::stack::{self, Port, Protocol, Reason, Service, ServiceChange, Stack};
+use crate::text::plural;
 use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
@@ -215,16 +216,12 @@ impl Plan {
     fn blocks(&self, full_plan_at: &str) -> Vec<Block> {
         let changed = self.changed();
         let mut head = format!(
-            "## tracker-gitops plan\n\nCompared with the rendered output at `{}`: {} of {} environment{} change{}.\n\n",
+            "## tracker-gitops plan\n\nCompared with the rendered output at `{}`: {} of {} {} {}.\n\n",
             self.base,
             changed.len(),
             self.environments.len(),
-            if self.environments.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            if changed.len() == 1 { "s" } else { "" },
+            plural(self.environments.len(), "environment", "environments"),
+            plural(changed.len(), "changes", "change"),
         );
         for env in &self.environments {
             // A removed environment is named by a directory at the base: escaped.

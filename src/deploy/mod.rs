@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::environment::Deploy;
 use crate::environment::Environment;
+use crate::text::plural;
 
 /// The script run on the VM; its header documents the protocol.
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
@@ -33,7 +34,7 @@ const COMPOSE_STEPS: [&str; 3] = ["pull", "up", "health"];
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // Names only: the values never reach an error message.
-    #[error("missing secret{}: {} (set {} in the environment)", plural(.0.len()), .0.join(", "), if .0.len() == 1 { "it" } else { "them" })]
+    #[error("missing {}: {} (set {} in the environment)", plural(.0.len(), "secret", "secrets"), .0.join(", "), plural(.0.len(), "it", "them"))]
     MissingSecrets(Vec<String>),
     #[error("no SSH key: pass --identity FILE or set {KEY_VARIABLE}")]
     NoKey,
@@ -83,10 +84,6 @@ pub enum Error {
     NoResult(ExitStatus),
     #[error("reading the remote output: {0}")]
     Output(#[source] io::Error),
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Base64 (standard alphabet, padded), as remote.sh decodes it.

@@ -15,6 +15,7 @@ use std::path::Path;
 use super::model::Deploy;
 use super::{Checked, DeploySection};
 use crate::diagnostic::{Code, Diagnostic, Related, Severity};
+use crate::text::plural;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -209,7 +210,8 @@ fn report_overlaps(
             let mut diagnostic = describe(member, &members[other], overlap);
             if shown + 1 == SHOWN && others.len() > SHOWN {
                 let more = others.len() - SHOWN;
-                diagnostic.message += &format!(" (and {more} more environments)");
+                let environments = plural(more, "environment", "environments");
+                diagnostic.message += &format!(" (and {more} more {environments})");
             }
             found[member.index].push(diagnostic);
         }
@@ -388,17 +390,22 @@ mod tests {
         assert!(overlaps(&keys(&["deploy/a", "deploy/b"])).is_empty());
     }
 
-    #[test]
-    fn copies_of_one_file_collide_with_a_bounded_report_each() {
+    /// `copies` environments from one file, checked as a set.
+    fn copies(copies: usize) -> Vec<Checked> {
         let text = include_str!("../../tests/corpus/cross/copied-file/production.json");
-        let mut checked: Vec<Checked> = (0..200)
+        let mut checked: Vec<Checked> = (0..copies)
             .map(|i| {
                 super::super::check_bytes(Path::new(&format!("e/env-{i}.json")), text.as_bytes())
             })
             .collect();
         assert!(checked.iter().all(|c| c.environment.is_some()));
         check_set(&mut checked, &Namespace::new("deploy/").unwrap());
-        for c in &checked {
+        checked
+    }
+
+    #[test]
+    fn copies_of_one_file_collide_with_a_bounded_report_each() {
+        for c in &copies(200) {
             assert!(c.environment.is_none());
             let errors: Vec<_> = c
                 .report
@@ -414,6 +421,18 @@ mod tests {
                     .any(|d| d.message.ends_with("(and 196 more environments)"))
             );
         }
+        let one_more = &copies(SHOWN + 2)[0].report.diagnostics;
+        assert!(
+            one_more
+                .iter()
+                .all(|d| d.code == Code::BranchCollision || d.code == Code::DestinationCollision)
+        );
+        assert!(
+            one_more
+                .iter()
+                .any(|d| d.message.ends_with("(and 1 more environment)")),
+            "{one_more:#?}"
+        );
     }
 
     #[test]
