@@ -299,8 +299,16 @@ fn reserved_secret_names(env: &EnvironmentFile, document: &Document, found: &mut
     for (pointer, name) in env.secret_references() {
         if reserved(name) {
             found.push(
-                Diagnostic::error(Code::ReservedSecretName, pointer, document.value_span(pointer), format!("`{name}` cannot be a secret name"))
-                    .with_hint("it names a variable of CI, the shell or a tool; choose your own, e.g. TRACKER_ADMIN_TOKEN"),
+                Diagnostic::error(
+                    Code::ReservedSecretName,
+                    pointer,
+                    document.value_span(pointer),
+                    format!("`{name}` cannot be a secret name"),
+                )
+                .with_hint(
+                    "it names a variable of CI, the shell or a tool; choose your own, \
+                     e.g. TRACKER_ADMIN_TOKEN",
+                ),
             );
         }
     }
@@ -314,8 +322,16 @@ fn grafana_needs_prometheus(
 ) {
     if env.grafana.is_some() && env.prometheus.is_none() {
         found.push(
-            Diagnostic::error(Code::GrafanaWithoutPrometheus, "/grafana", document.object_span("/grafana"), "`grafana` needs `prometheus`")
-                .with_hint("Grafana shows what Prometheus collects: add a `prometheus` section or remove `grafana`"),
+            Diagnostic::error(
+                Code::GrafanaWithoutPrometheus,
+                "/grafana",
+                document.object_span("/grafana"),
+                "`grafana` needs `prometheus`",
+            )
+            .with_hint(
+                "Grafana shows what Prometheus collects: add a `prometheus` section or remove \
+                 `grafana`",
+            ),
         );
     }
 }
@@ -400,8 +416,16 @@ fn mysql_user_not_root(env: &EnvironmentFile, document: &Document, found: &mut V
         if mysql.user == "root" {
             let pointer = "/tracker/core/database/user";
             found.push(
-                Diagnostic::error(Code::MysqlRootUser, pointer, document.value_span(pointer), "the tracker must not connect to MySQL as `root`")
-                    .with_hint("use a dedicated user, for example \"torrust\"; the root password (optional) is only for administration"),
+                Diagnostic::error(
+                    Code::MysqlRootUser,
+                    pointer,
+                    document.value_span(pointer),
+                    "the tracker must not connect to MySQL as `root`",
+                )
+                .with_hint(
+                    "use a dedicated user, for example \"torrust\"; the root password \
+                     (optional) is only for administration",
+                ),
             );
         }
     }
