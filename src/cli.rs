@@ -12,9 +12,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
-use crate::check::{self, ChangeKind};
 use crate::deploy;
 use crate::diagnostic::{self, FileReport, display_path};
+use crate::diff::{self, ChangeKind};
 use crate::environment::{self, Environment};
 use crate::git;
 use crate::github::{self, Posted};
@@ -453,7 +453,7 @@ fn render(selection: &Selection, branches: &Branches, check: bool) -> Result<Out
     let mut out = io::stdout().lock();
     let mut drift = false;
     for ((_, result), (dir, on_disk)) in rendered.iter().zip(disk) {
-        let changes = check::compare(&result.tree, &on_disk);
+        let changes = diff::compare(&result.tree, &on_disk);
         let label = display_path(&dir);
         if changes.is_empty() {
             writeln!(out, "{label}: up to date")?;
@@ -464,7 +464,7 @@ fn render(selection: &Selection, branches: &Branches, check: bool) -> Result<Out
             write_drift(&mut out, &dir, &changes)?;
         } else {
             result.tree.replace_dir(&dir)?;
-            writeln!(out, "{label}: written ({})", check::summary(&changes))?;
+            writeln!(out, "{label}: written ({})", diff::summary(&changes))?;
         }
     }
     for orphan in orphans {
@@ -496,25 +496,25 @@ fn render(selection: &Selection, branches: &Branches, check: bool) -> Result<Out
 fn write_drift(
     out: &mut dyn Write,
     dir: &std::path::Path,
-    changes: &[check::FileChange],
+    changes: &[diff::FileChange],
 ) -> Result<()> {
     writeln!(
         out,
         "{}: out of date ({})",
         display_path(dir),
-        check::summary(changes)
+        diff::summary(changes)
     )?;
     for change in changes {
         let what = match change.kind {
             ChangeKind::Changed => "changed",
-            ChangeKind::Missing => "missing",
-            ChangeKind::Orphaned => "orphaned",
+            ChangeKind::Added => "missing",
+            ChangeKind::Removed => "orphaned",
         };
         writeln!(out, "  {what}: {}", display_path(change.path))?;
     }
     let prefix = format!("{}/", dir.display());
     for change in changes {
-        write!(out, "{}", check::unified_diff(change, &prefix))?;
+        write!(out, "{}", diff::unified_diff(change, &prefix))?;
     }
     Ok(())
 }
@@ -529,7 +529,7 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
     let mut stale = false;
     for (env, result) in &rendered {
         let (dir, on_disk) = on_disk(selection, env)?;
-        let changes = check::compare(&result.tree, &on_disk);
+        let changes = diff::compare(&result.tree, &on_disk);
         if !changes.is_empty() {
             stale = true;
             write_drift(&mut out, &dir, &changes)?;
@@ -652,16 +652,16 @@ fn plan(
         .into_iter()
         .map(|(env, rendered)| (env.name, rendered))
         .collect();
-    let plan = plan::Plan::new(
+    let plan = plan::build(
         base,
         out.to_string_lossy().replace('\\', "/"),
         &at_base,
         current,
         selection.names.is_empty(),
     )?;
-    io::stdout().write_all(plan.markdown().as_bytes())?;
+    io::stdout().write_all(plan::markdown::render(&plan).as_bytes())?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let summary = plan.markdown_within(github::SUMMARY_LIMIT, "the job log");
+        let summary = plan::markdown::render_within(&plan, github::SUMMARY_LIMIT, "the job log");
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -674,7 +674,7 @@ fn plan(
     }
     github_output("changed", &serde_json::to_string(&plan.changed())?)?;
     if let Some(author) = comment {
-        let target = github::Target::from_env(event.as_ref(), author)?;
+        let target = github::CommentTarget::from_env(event.as_ref(), author)?;
         match github::post_plan(&target, &plan) {
             Ok(posted) => {
                 let number = target.number;

@@ -9,10 +9,10 @@ use octocrab::models::issues::Comment;
 use octocrab::secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, markdown};
 
 /// Marks the plan comment, so that every run finds and updates the same one.
-pub const MARKER: &str = "<!-- tracker-gitops:plan -->";
+pub const COMMENT_MARKER: &str = "<!-- tracker-gitops:plan -->";
 /// GitHub's maximum comment length. It counts characters; a body's length in
 /// bytes is never smaller, so bytes are a safe measure.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -95,7 +95,7 @@ impl Event {
 /// The pull request to comment on, and how to reach the API. The token is a
 /// [`SecretString`], so it shows in no `Debug` output.
 #[derive(Debug)]
-pub struct Target {
+pub struct CommentTarget {
     pub api_url: String,
     pub owner: String,
     pub repo: String,
@@ -105,7 +105,7 @@ pub struct Target {
     token: SecretString,
 }
 
-impl Target {
+impl CommentTarget {
     /// From a workflow's environment: `GITHUB_API_URL` (so that GitHub
     /// Enterprise works), `GITHUB_REPOSITORY`, `GITHUB_TOKEN` and the event;
     /// `author` is the token's login.
@@ -147,8 +147,8 @@ pub enum Posted {
 }
 
 /// Shows the plan in the pull request's one plan comment: updates the comment
-/// carrying [`MARKER`], or creates it when the plan has changes.
-pub fn post_plan(target: &Target, plan: &Plan) -> Result<Posted, Error> {
+/// carrying [`COMMENT_MARKER`], or creates it when the plan has changes.
+pub fn post_plan(target: &CommentTarget, plan: &Plan) -> Result<Posted, Error> {
     let body = comment_body(plan);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -161,14 +161,14 @@ pub fn post_plan(target: &Target, plan: &Plan) -> Result<Posted, Error> {
 
 /// The marker and the plan, cut to stay under GitHub's maximum.
 fn comment_body(plan: &Plan) -> String {
-    let limit = COMMENT_LIMIT - 1 - format!("{MARKER}\n").len();
+    let limit = COMMENT_LIMIT - 1 - format!("{COMMENT_MARKER}\n").len();
     format!(
-        "{MARKER}\n{}",
-        plan.markdown_within(limit, "the job summary")
+        "{COMMENT_MARKER}\n{}",
+        markdown::render_within(plan, limit, "the job summary")
     )
 }
 
-async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<Posted> {
+async fn upsert(target: &CommentTarget, body: &str, create: bool) -> octocrab::Result<Posted> {
     let github = Octocrab::builder()
         .base_uri(target.api_url.as_str())?
         .personal_token(target.token.clone())
@@ -196,7 +196,7 @@ async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<P
 
 /// The oldest comment of `target.author` carrying the marker, through every
 /// page of comments.
-async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Comment>> {
+async fn find(github: &Octocrab, target: &CommentTarget) -> octocrab::Result<Option<Comment>> {
     let mut page = github
         .issues(&target.owner, &target.repo)
         .list_comments(target.number)
@@ -211,7 +211,7 @@ async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Com
             c.user.login == target.author
                 && c.body
                     .as_deref()
-                    .is_some_and(|body| body.trim_start().starts_with(MARKER))
+                    .is_some_and(|body| body.trim_start().starts_with(COMMENT_MARKER))
         }) {
             return Ok(Some(comment));
         }

@@ -11,7 +11,7 @@ use std::path::Path;
 use git2::{Commit, Oid, Repository, Signature};
 use serde::{Deserialize, Serialize};
 
-use crate::check::{self, ChangeKind};
+use crate::diff::{self, ChangeKind};
 use crate::environment::Environment;
 use crate::git;
 use crate::render::Rendered;
@@ -361,7 +361,7 @@ fn commit_message(
         })
         .collect();
     let short = &provenance.commit[..provenance.commit.len().min(7)];
-    let changes = check::compare(&rendered.tree, previous);
+    let changes = diff::compare(&rendered.tree, previous);
     // No content change: the tip had other modes or entry types, or its
     // provenance pointed off the tracked branch.
     let summary = match (services.is_empty(), changes.is_empty()) {
@@ -376,8 +376,8 @@ fn commit_message(
     ));
     for change in changes {
         let mark = match change.kind {
-            ChangeKind::Missing => 'A',
-            ChangeKind::Orphaned => 'D',
+            ChangeKind::Added => 'A',
+            ChangeKind::Removed => 'D',
             ChangeKind::Changed => 'M',
         };
         message.push_str(&format!("  {mark} {}\n", change.path));

@@ -3,10 +3,14 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use super::{Service, Stack};
 
-/// What happens to a service between two versions of a stack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happens to a service between two versions of a stack; as data,
+/// `{"change": "recreated", "reasons": ["config"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", content = "reasons", rename_all = "lowercase")]
 pub enum ServiceChange {
     Added,
     Removed,
@@ -27,7 +31,8 @@ impl ServiceChange {
 }
 
 /// What differs in a recreated service, in the order plans list it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Reason {
     Image,
     /// The files under its bind mounts (the config hash).
