@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tracker_gitops::check;
+use tracker_gitops::diff;
 use tracker_gitops::environment::{self, Environment};
 use tracker_gitops::publish::{self, Provenance};
 use tracker_gitops::render::{self, Templates};
@@ -83,7 +83,7 @@ fn benches(c: &mut Criterion) {
                     for env in load(files) {
                         let rendered = render::render(&env, &templates).unwrap();
                         let on_disk = Tree::read_dir(&out.join(&env.name)).unwrap();
-                        assert!(check::compare(&rendered.tree, &on_disk).is_empty());
+                        assert!(diff::compare(&rendered.tree, &on_disk).is_empty());
                     }
                 })
             },
@@ -100,6 +100,7 @@ fn benches(c: &mut Criterion) {
                 author_name: "bench".into(),
                 author_email: "bench@example.org".into(),
                 source_ref: None,
+                reviewed: None,
             };
             let round = AtomicUsize::new(0);
             group.bench_function(BenchmarkId::new("publish", count), |b| {

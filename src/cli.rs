@@ -12,15 +12,18 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 
-use crate::check::{self, ChangeKind};
 use crate::deploy;
-use crate::diagnostic::{self, FileReport};
+use crate::diagnostic::{self, FileReport, display_path};
+use crate::diff::{self, ChangeKind};
 use crate::environment::{self, Environment};
+use crate::git;
 use crate::github::{self, Posted};
 use crate::plan;
 use crate::publish;
 use crate::render::{self, Rendered, Templates};
+use crate::text::plural;
 use crate::tree::Tree;
+use crate::verify;
 
 #[derive(Debug, Parser)]
 #[command(name = "tracker-gitops", version, about, propagate_version = true)]
@@ -37,6 +40,8 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         dirs: Environments,
+        #[command(flatten)]
+        branches: Branches,
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -69,11 +74,24 @@ enum Command {
         /// Also show the plan in the pull request's sticky comment.
         #[arg(long)]
         comment: bool,
+        /// The login that writes the comment (the token's): another author's
+        /// comment carrying the plan marker is never taken over.
+        #[arg(
+            long,
+            value_name = "LOGIN",
+            env = "TRACKER_GITOPS_COMMENT_AUTHOR",
+            default_value = github::DEFAULT_COMMENT_AUTHOR
+        )]
+        comment_author: String,
+        #[command(flatten)]
+        branches: Branches,
     },
     /// Render environments into OUT/<env>/ (or, with --check, compare with it).
     Render {
         #[command(flatten)]
         selection: Selection,
+        #[command(flatten)]
+        branches: Branches,
         /// Write nothing; exit 1 when OUT differs from a fresh render.
         #[arg(long)]
         check: bool,
@@ -85,6 +103,8 @@ enum Command {
         /// Deploy this commit of the deploy branch (default: the branch tip).
         #[arg(long, value_name = "SHA")]
         commit: Option<String>,
+        #[command(flatten)]
+        checks: Checks,
         #[command(flatten)]
         rollout: Rollout,
         /// Deploy even a commit older than the one running (a downgrade).
@@ -99,6 +119,8 @@ enum Command {
         /// the running one).
         #[arg(long, value_name = "SHA")]
         to: Option<String>,
+        #[command(flatten)]
+        checks: Checks,
         #[command(flatten)]
         rollout: Rollout,
     },
@@ -127,6 +149,51 @@ struct Target {
     branches: Branches,
 }
 
+/// What a deploy or rollback checks its commit against before it connects.
+#[derive(Debug, clap::Args)]
+struct Checks {
+    /// The reviewed branch the commit's source must be on (default: the
+    /// default branch of the repository the VM clones).
+    #[arg(long, value_name = "BRANCH")]
+    source_branch: Option<String>,
+    /// Directory holding the rendered environments, as in the source.
+    #[arg(long, value_name = "DIR", default_value = "build")]
+    out: PathBuf,
+}
+
+impl Checks {
+    /// The commit to deploy (default: the deploy branch's tip), once it is
+    /// verified to be publish's work from a reviewed source.
+    fn verify(
+        &self,
+        env: &Environment,
+        repository: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<String> {
+        // Paths inside the repository, as publish recorded them.
+        let repo = git::repository()?;
+        let in_repo = |path: &std::path::Path| -> Result<String> {
+            Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
+        };
+        let verified = verify::verify(&verify::Request {
+            repository,
+            branch,
+            source_branch: self.source_branch.as_deref(),
+            commit,
+            environment: &env.name,
+            environment_file: &in_repo(&env.path)?,
+            output: &in_repo(&self.out.join(&env.name))?,
+        })?;
+        println!(
+            "verified {}: published from {} on {}",
+            verified.commit, verified.source_commit, verified.source_branch
+        );
+        // The VM checks out exactly the verified commit.
+        Ok(verified.commit)
+    }
+}
+
 /// How a deploy or rollback runs on the VM.
 #[derive(Debug, clap::Args)]
 struct Rollout {
@@ -140,9 +207,18 @@ struct Rollout {
 
 #[derive(Debug, clap::Args)]
 struct Branches {
-    /// Deploy branches are <prefix><env> unless the environment names its own.
+    /// Deploy branches are <prefix><env> unless the environment names its own,
+    /// which must start with <prefix> too.
     #[arg(long, value_name = "PREFIX", default_value = "deploy/")]
     branch_prefix: String,
+}
+
+impl Branches {
+    /// The deploy namespace, guarding the branches of the repository we run in.
+    fn namespace(&self) -> Result<environment::Namespace> {
+        Ok(environment::Namespace::new(&self.branch_prefix)?
+            .protect_repository(std::path::Path::new(".")))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +231,14 @@ struct PublishArgs {
     /// Push the new commits to --remote, fast-forward only.
     #[arg(long, requires = "remote")]
     push: bool,
+    /// The branch of --remote the source commit must be on (default: the
+    /// remote's default branch).
+    #[arg(long, value_name = "BRANCH", requires = "remote")]
+    source_branch: Option<String>,
+    /// For local experiments: publish a source that is not on that branch.
+    /// Never with --push; deploy refuses such commits anyway.
+    #[arg(long, requires = "remote", conflicts_with_all = ["push", "source_branch"])]
+    allow_unreviewed: bool,
     /// Author and committer of the deploy commits.
     #[arg(
         long,
@@ -236,27 +320,41 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Validate {
             files,
             dirs,
+            branches,
             format,
-        } => validate(files, &dirs.dir, format),
+        } => validate(files, &dirs.dir, &branches, format),
         Command::Init { name, dirs } => init(&name, &dirs.dir),
-        Command::Render { selection, check } => render(&selection, check),
+        Command::Render {
+            selection,
+            branches,
+            check,
+        } => render(&selection, &branches, check),
         Command::Plan {
             selection,
             base,
             comment,
-        } => plan(&selection, base, comment),
+            comment_author,
+            branches,
+        } => plan(
+            &selection,
+            &branches,
+            base,
+            comment.then_some(&comment_author),
+        ),
         Command::Publish { selection, args } => publish(&selection, &args),
         Command::Deploy {
             target,
             commit,
+            checks,
             rollout,
             allow_downgrade,
-        } => deploy(&target, commit, &rollout, allow_downgrade),
+        } => deploy(&target, commit, &checks, &rollout, allow_downgrade),
         Command::Rollback {
             target,
             to,
+            checks,
             rollout,
-        } => rollback(&target, to, &rollout),
+        } => rollback(&target, to, &checks, &rollout),
         Command::Status { target } => status(&target),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
@@ -265,16 +363,21 @@ fn run(cli: Cli) -> Result<Outcome> {
     }
 }
 
-fn validate(files: Vec<PathBuf>, dir: &std::path::Path, format: Format) -> Result<Outcome> {
+fn validate(
+    files: Vec<PathBuf>,
+    dir: &std::path::Path,
+    branches: &Branches,
+    format: Format,
+) -> Result<Outcome> {
     let files = if files.is_empty() {
         environment::discover(dir)?
     } else {
         files
     };
-    let reports = files
-        .iter()
-        .map(|path| environment::check_file(path).map(|c| c.report))
-        .collect::<Result<Vec<_>, _>>()?;
+    let reports: Vec<_> = environment::check_files(&files, &branches.namespace()?)?
+        .into_iter()
+        .map(|c| c.report)
+        .collect();
     match format {
         Format::Human => print_reports(&reports)?,
         Format::Json => {
@@ -287,9 +390,9 @@ fn validate(files: Vec<PathBuf>, dir: &std::path::Path, format: Format) -> Resul
     let invalid = reports.iter().filter(|r| r.has_errors()).count();
     if format == Format::Human {
         eprintln!(
-            "{} file{} checked: {}",
+            "{} {} checked: {}",
             reports.len(),
-            plural(reports.len()),
+            plural(reports.len(), "file", "files"),
             if invalid == 0 {
                 "all valid".to_string()
             } else {
@@ -336,9 +439,16 @@ fn print_reports(reports: &[FileReport]) -> Result<()> {
 
 /// Validates and renders the selected environments in memory, printing any
 /// diagnostics; `None` when an environment is invalid.
-fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Rendered)>>> {
-    let files = environment::select(&selection.dirs.dir, &selection.names)?;
-    let Some(environments) = load_valid(&files)? else {
+fn render_selected(
+    selection: &Selection,
+    branches: &Branches,
+) -> Result<Option<Vec<(Environment, Rendered)>>> {
+    let checked = environment::check_selected(
+        &selection.dirs.dir,
+        &selection.names,
+        &branches.namespace()?,
+    )?;
+    let Some(environments) = load_valid(checked)? else {
         return Ok(None);
     };
     let templates = Templates::load(selection.templates.as_deref())?;
@@ -353,8 +463,8 @@ fn render_selected(selection: &Selection) -> Result<Option<Vec<(Environment, Ren
 }
 
 /// Rendered environments in OUT that no environment file renders to any more
-/// (only when all are selected). Only directories holding our stack file
-/// count: nothing else in OUT is ever touched.
+/// (only when all are selected). Only directories (not links to one) holding
+/// our stack file count: nothing else in OUT is ever touched.
 fn orphaned_outputs(
     selection: &Selection,
     rendered: &[(Environment, Rendered)],
@@ -364,12 +474,12 @@ fn orphaned_outputs(
     }
     let out = &selection.out;
     let mut orphans = Vec::new();
-    let entries = std::fs::read_dir(out)
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
+    let list_error = |e| anyhow::anyhow!("cannot list {}: {e}", display_path(out));
+    for entry in std::fs::read_dir(out).map_err(list_error)? {
+        let entry = entry.map_err(list_error)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().join(render::STACK_FILE).is_file()
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && entry.path().join(render::STACK_FILE).is_file()
             && !rendered.iter().any(|(env, _)| env.name == name)
         {
             orphans.push(entry.path());
@@ -386,8 +496,8 @@ fn on_disk(selection: &Selection, env: &Environment) -> Result<(PathBuf, Tree)> 
     Ok((dir, tree))
 }
 
-fn render(selection: &Selection, check: bool) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+fn render(selection: &Selection, branches: &Branches, check: bool) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection, branches)? else {
         eprintln!(
             "nothing {}: fix the errors above first",
             if check { "checked" } else { "written" }
@@ -395,12 +505,17 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
         return Err(Invalid.into());
     };
     let orphans = orphaned_outputs(selection, &rendered)?;
+    // Everything is read before anything is written: a directory that cannot
+    // be read (a symbolic link in it, say) stops the run with build/ untouched.
+    let disk = rendered
+        .iter()
+        .map(|(env, _)| on_disk(selection, env))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = io::stdout().lock();
     let mut drift = false;
-    for (env, result) in &rendered {
-        let (dir, on_disk) = on_disk(selection, env)?;
-        let changes = check::compare(&result.tree, &on_disk);
-        let label = dir.display();
+    for ((_, result), (dir, on_disk)) in rendered.iter().zip(disk) {
+        let changes = diff::compare(&result.tree, &on_disk);
+        let label = display_path(&dir);
         if changes.is_empty() {
             writeln!(out, "{label}: up to date")?;
             continue;
@@ -410,7 +525,7 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
             write_drift(&mut out, &dir, &changes)?;
         } else {
             result.tree.replace_dir(&dir)?;
-            writeln!(out, "{label}: written ({})", check::summary(&changes))?;
+            writeln!(out, "{label}: written ({})", diff::summary(&changes))?;
         }
     }
     for orphan in orphans {
@@ -419,15 +534,15 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
             writeln!(
                 out,
                 "{}: orphaned (no environment file renders to it)",
-                orphan.display()
+                display_path(&orphan)
             )?;
         } else {
             std::fs::remove_dir_all(&orphan)
-                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", orphan.display()))?;
+                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", display_path(&orphan)))?;
             writeln!(
                 out,
                 "{}: removed (no environment file renders to it)",
-                orphan.display()
+                display_path(&orphan)
             )?;
         }
     }
@@ -442,31 +557,31 @@ fn render(selection: &Selection, check: bool) -> Result<Outcome> {
 fn write_drift(
     out: &mut dyn Write,
     dir: &std::path::Path,
-    changes: &[check::FileChange],
+    changes: &[diff::FileChange],
 ) -> Result<()> {
     writeln!(
         out,
         "{}: out of date ({})",
-        dir.display(),
-        check::summary(changes)
+        display_path(dir),
+        diff::summary(changes)
     )?;
     for change in changes {
         let what = match change.kind {
             ChangeKind::Changed => "changed",
-            ChangeKind::Missing => "missing",
-            ChangeKind::Orphaned => "orphaned",
+            ChangeKind::Added => "missing",
+            ChangeKind::Removed => "orphaned",
         };
-        writeln!(out, "  {what}: {}", change.path)?;
+        writeln!(out, "  {what}: {}", display_path(change.path))?;
     }
     let prefix = format!("{}/", dir.display());
     for change in changes {
-        write!(out, "{}", check::unified_diff(change, &prefix))?;
+        write!(out, "{}", diff::unified_diff(change, &prefix))?;
     }
     Ok(())
 }
 
 fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+    let Some(rendered) = render_selected(selection, &args.branches)? else {
         eprintln!("nothing published: fix the errors above first");
         return Err(Invalid.into());
     };
@@ -475,7 +590,7 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
     let mut stale = false;
     for (env, result) in &rendered {
         let (dir, on_disk) = on_disk(selection, env)?;
-        let changes = check::compare(&result.tree, &on_disk);
+        let changes = diff::compare(&result.tree, &on_disk);
         if !changes.is_empty() {
             stale = true;
             write_drift(&mut out, &dir, &changes)?;
@@ -489,19 +604,32 @@ fn publish(selection: &Selection, args: &PublishArgs) -> Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     let (author_name, author_email) = parse_author(&args.author)?;
+    let source = publish::Source::discover(std::path::Path::new("."))?;
+    // Every environment's source must be committed, and reviewed, before any is published.
+    let provenances = rendered
+        .iter()
+        .map(|(env, result)| {
+            source.provenance(
+                env,
+                &selection.out,
+                &result.tree,
+                args.source_ref.as_deref(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Without a remote nothing leaves this repository: there is no reviewed branch to check.
+    let reviewed = match (&args.remote, args.allow_unreviewed) {
+        (Some(remote), false) => Some(source.reviewed(remote, args.source_branch.as_deref())?),
+        _ => None,
+    };
     let options = publish::Options {
         remote: args.remote.clone(),
         push: args.push,
         author_name,
         author_email,
         source_ref: args.source_ref.clone(),
+        reviewed,
     };
-    let source = publish::Source::discover(std::path::Path::new("."))?;
-    // Every environment's source must be committed before any is published.
-    let provenances = rendered
-        .iter()
-        .map(|(env, _)| source.provenance(env, &selection.out, options.source_ref.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut published = serde_json::Map::new();
     for ((env, result), provenance) in rendered.iter().zip(&provenances) {
         let branch = env.deploy_branch(&args.branches.branch_prefix);
@@ -557,38 +685,44 @@ fn github_output(name: &str, value: &str) -> Result<()> {
 }
 
 /// Prints the plan, adds it to the job summary and the step outputs, and with
-/// `comment` posts it on the pull request. Exit 0 whatever the plan says.
-fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Outcome> {
-    let Some(rendered) = render_selected(selection)? else {
+/// `comment` (the commenting login) posts it on the pull request. Exit 0
+/// whatever the plan says.
+fn plan(
+    selection: &Selection,
+    branches: &Branches,
+    base: Option<String>,
+    comment: Option<&str>,
+) -> Result<Outcome> {
+    let Some(rendered) = render_selected(selection, branches)? else {
         eprintln!("nothing planned: fix the errors above first");
         return Err(Invalid.into());
     };
-    let event = if base.is_none() || comment {
+    let event = if base.is_none() || comment.is_some() {
         github::Event::from_env()?
     } else {
         None
     };
-    let repo = plan::repository()?;
+    let repo = git::repository()?;
     let base = match base {
         Some(base) => base,
         None => plan::default_base(&repo, event.as_ref().and_then(|e| e.base_sha()))?,
     };
-    let out = plan::path_in_repo(&repo, &selection.out)?;
+    let out = git::path_in_repo(&repo, &selection.out)?;
     let at_base = plan::tree_at(&repo, &base, &out)?;
     let current = rendered
         .into_iter()
         .map(|(env, rendered)| (env.name, rendered))
         .collect();
-    let plan = plan::Plan::new(
+    let plan = plan::build(
         base,
         out.to_string_lossy().replace('\\', "/"),
         &at_base,
         current,
         selection.names.is_empty(),
     )?;
-    io::stdout().write_all(plan.markdown().as_bytes())?;
+    io::stdout().write_all(plan::markdown::render(&plan).as_bytes())?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let summary = plan.markdown_within(github::SUMMARY_LIMIT, "the job log");
+        let summary = plan::markdown::render_within(&plan, github::SUMMARY_LIMIT, "the job log");
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -600,8 +734,8 @@ fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Ou
             })?;
     }
     github_output("changed", &serde_json::to_string(&plan.changed())?)?;
-    if comment {
-        let target = github::Target::from_env(event.as_ref())?;
+    if let Some(author) = comment {
+        let target = github::CommentTarget::from_env(event.as_ref(), author)?;
         match github::post_plan(&target, &plan) {
             Ok(posted) => {
                 let number = target.number;
@@ -632,10 +766,15 @@ fn plan(selection: &Selection, base: Option<String>, comment: bool) -> Result<Ou
     Ok(Outcome::Success)
 }
 
-/// Loads and validates the target's environment; invalid → [`Invalid`].
+/// Loads and validates the target's environment, against all the others too;
+/// invalid → [`Invalid`].
 fn load_target(target: &Target) -> Result<Environment> {
-    let files = environment::select(&target.dirs.dir, std::slice::from_ref(&target.name))?;
-    match load_valid(&files)? {
+    let checked = environment::check_selected(
+        &target.dirs.dir,
+        std::slice::from_ref(&target.name),
+        &target.branches.namespace()?,
+    )?;
+    match load_valid(checked)? {
         Some(mut environments) if environments.len() == 1 => Ok(environments.remove(0)),
         _ => Err(Invalid.into()),
     }
@@ -656,6 +795,7 @@ fn connect(target: &Target, env: &Environment) -> Result<deploy::Connection> {
 fn deploy(
     target: &Target,
     commit: Option<String>,
+    checks: &Checks,
     rollout: &Rollout,
     allow_downgrade: bool,
 ) -> Result<Outcome> {
@@ -663,10 +803,7 @@ fn deploy(
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
     let (repository, branch) = deploy_source(target, &env)?;
-    let commit = match commit {
-        Some(commit) => commit,
-        None => deploy::branch_tip(&repository, &branch)?,
-    };
+    let commit = checks.verify(&env, &repository, &branch, commit.as_deref())?;
     let connection = connect(target, &env)?;
     let run = Run {
         env: &env,
@@ -681,7 +818,12 @@ fn deploy(
 
 /// A rollback is a deploy of an older commit with the secrets the VM kept for
 /// it: the CI job's secrets may be named differently by now.
-fn rollback(target: &Target, to: Option<String>, rollout: &Rollout) -> Result<Outcome> {
+fn rollback(
+    target: &Target,
+    to: Option<String>,
+    checks: &Checks,
+    rollout: &Rollout,
+) -> Result<Outcome> {
     let env = load_target(target)?;
     let (repository, branch) = deploy_source(target, &env)?;
     let connection = connect(target, &env)?;
@@ -693,6 +835,8 @@ fn rollback(target: &Target, to: Option<String>, rollout: &Rollout) -> Result<Ou
             )
         })?,
     };
+    // The same checks as a deploy's, before the VM is touched.
+    let commit = checks.verify(&env, &repository, &branch, Some(&commit))?;
     eprintln!("rolling back {} to {commit}", env.name);
     let run = Run {
         env: &env,
@@ -802,12 +946,8 @@ fn status(target: &Target) -> Result<Outcome> {
 #[error("invalid environment files")]
 pub struct Invalid;
 
-/// Loads and validates files, printing their diagnostics; `None` when any is invalid.
-fn load_valid(files: &[PathBuf]) -> Result<Option<Vec<Environment>>> {
-    let checked = files
-        .iter()
-        .map(|path| environment::check_file(path))
-        .collect::<Result<Vec<_>, _>>()?;
+/// Prints the diagnostics of checked files; `None` when any is invalid.
+fn load_valid(checked: Vec<environment::Checked>) -> Result<Option<Vec<Environment>>> {
     let (reports, environments): (Vec<_>, Vec<_>) = checked
         .into_iter()
         .map(|c| (c.report, c.environment))
@@ -818,8 +958,4 @@ fn load_valid(files: &[PathBuf]) -> Result<Option<Vec<Environment>>> {
         .collect();
     print_reports(&printable)?;
     Ok(environments.into_iter().collect())
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -1,13 +1,22 @@
 //! Problems found in an environment file, and the three ways they are printed:
 //! for people (with a caret under the offending text), as JSON for tools, and as
-//! GitHub workflow commands so they show up inline on a pull request.
+//! GitHub workflow commands so they show up inline on a pull request. File names
+//! come from directory listings, so every one printed goes through
+//! [`display_path`] or the workflow-command escapes: a name must never fake a
+//! line of output or a workflow command. Every diagnostic carries a stable
+//! [`Code`], printed in all three.
+
+mod code;
 
 use std::io::{self, Write};
 use std::ops::Range;
+use std::path::Path;
 
 use codespan_reporting::files::{Files, SimpleFile};
 use codespan_reporting::term::termcolor::{Color, ColorSpec, WriteColor};
 use serde::Serialize;
+
+pub use code::Code;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,41 +30,75 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    pub code: Code,
     pub message: String,
     pub pointer: String,
     pub span: Range<usize>,
     pub hint: Option<String>,
+    /// Places in other files the problem involves (a rule across files).
+    pub related: Vec<Related>,
+}
+
+/// A place in another file that a diagnostic involves, already located.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Related {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }
 
 impl Diagnostic {
     pub fn error(
+        code: Code,
         pointer: impl Into<String>,
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Self {
         Self {
             severity: Severity::Error,
+            code,
             message: message.into(),
             pointer: pointer.into(),
             span,
             hint: None,
+            related: Vec::new(),
         }
     }
 
     pub fn warning(
+        code: Code,
         pointer: impl Into<String>,
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Self {
         Self {
             severity: Severity::Warning,
-            ..Self::error(pointer, span, message)
+            ..Self::error(code, pointer, span, message)
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    pub fn with_related(mut self, related: Related) -> Self {
+        self.related.push(related);
+        self
+    }
+}
+
+impl Related {
+    /// `file:line:col: message`, the file name escaped.
+    fn human(&self) -> String {
+        format!(
+            "{}:{}:{}: {}",
+            display_path(&self.file),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -73,22 +116,33 @@ pub struct Located<'a> {
     pub line: usize,
     pub column: usize,
     pub severity: Severity,
+    pub code: Code,
     pub message: &'a str,
     pub pointer: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub related: &'a [Related],
 }
 
 impl FileReport {
-    pub fn new(path: String, text: String, mut diagnostics: Vec<Diagnostic>) -> Self {
-        diagnostics.sort_by(|a, b| {
+    pub fn new(path: String, text: String, diagnostics: Vec<Diagnostic>) -> Self {
+        let mut report = Self {
+            file: SimpleFile::new(path, text),
+            diagnostics: Vec::new(),
+        };
+        report.extend(diagnostics);
+        report
+    }
+
+    /// Adds diagnostics found later (by the rules across files), keeping the order.
+    pub fn extend(&mut self, diagnostics: impl IntoIterator<Item = Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+        self.diagnostics.sort_by(|a, b| {
             (a.span.start, a.severity, &a.message).cmp(&(b.span.start, b.severity, &b.message))
         });
-        diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
-        Self {
-            file: SimpleFile::new(path, text),
-            diagnostics,
-        }
+        self.diagnostics
+            .dedup_by(|a, b| a.span == b.span && a.message == b.message);
     }
 
     pub fn path(&self) -> &str {
@@ -118,14 +172,18 @@ impl FileReport {
                 line,
                 column,
                 severity: d.severity,
+                code: d.code,
                 message: &d.message,
                 pointer: &d.pointer,
                 hint: d.hint.as_deref(),
+                related: &d.related,
             }
         })
     }
 
-    /// `file:line:col: error: message`, then (with `snippets`) the offending line
+    /// `file:line:col: error: message [code]` (the code where clang puts its
+    /// warning flag, so `file:line:col: severity: message` parsers keep
+    /// working), then (with `snippets`) the offending line
     /// with a caret under the span, then the pointer and the hint.
     pub fn write_human(&self, out: &mut dyn WriteColor, snippets: bool) -> io::Result<()> {
         for (d, at) in self.diagnostics.iter().zip(self.located()) {
@@ -133,16 +191,19 @@ impl FileReport {
                 Severity::Error => ("error", Color::Red),
                 Severity::Warning => ("warning", Color::Yellow),
             };
-            write!(out, "{}:{}:{}: ", at.file, at.line, at.column)?;
+            write!(out, "{}:{}:{}: ", display_path(at.file), at.line, at.column)?;
             out.set_color(ColorSpec::new().set_fg(Some(color)).set_bold(true))?;
             write!(out, "{severity}")?;
             out.reset()?;
-            writeln!(out, ": {}", d.message)?;
+            writeln!(out, ": {} [{}]", d.message, d.code)?;
             if snippets {
                 self.write_snippet(out, &d.span, at.line, color)?;
             }
             if !d.pointer.is_empty() {
                 writeln!(out, "  at: {}", d.pointer)?;
+            }
+            for related in &d.related {
+                writeln!(out, "  note: {}", related.human())?;
             }
             if let Some(hint) = &d.hint {
                 writeln!(out, "  hint: {hint}")?;
@@ -195,6 +256,10 @@ impl FileReport {
                 Severity::Warning => "warning",
             };
             let mut message = at.message.to_string();
+            for related in at.related {
+                message.push_str("\nnote: ");
+                message.push_str(&related.human());
+            }
             if let Some(hint) = at.hint {
                 message.push_str("\nhint: ");
                 message.push_str(hint);
@@ -205,7 +270,7 @@ impl FileReport {
                 escape_property(at.file),
                 at.line,
                 at.column,
-                escape_property(&format!("tracker-gitops {command}")),
+                escape_property(&format!("tracker-gitops {command} [{}]", at.code)),
                 escape_data(&message)
             )?;
         }
@@ -240,6 +305,43 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
+/// A file name as shown to people: [`display_text`], and a name that starts
+/// with `::` (a workflow command at the start of a line) gets `./`.
+pub fn display_path(path: impl AsRef<Path>) -> String {
+    let text = display_text(&path.as_ref().to_string_lossy());
+    if text.starts_with("::") {
+        format!("./{text}")
+    } else {
+        text
+    }
+}
+
+/// Text from outside (file names, file content) made unable to fake a line of
+/// output: line breaks, which could start a fake line or a `::error::`
+/// workflow command on GitHub Actions (whose runner also breaks lines at a
+/// lone `\r`), other control characters and bidirectional overrides are
+/// written as escapes (`\n`, `\u{1b}`, `\u{202e}`). Tabs stay.
+pub fn display_text(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push('\t'),
+            c if c.is_control() || is_bidi_control(c) => {
+                shown.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// Characters that reorder how the rest of a line is displayed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Escaping rules of workflow command data (the message).
 pub fn escape_data(text: &str) -> String {
     text.replace('%', "%25")
@@ -262,8 +364,8 @@ mod tests {
             "envs/x.json".into(),
             text,
             vec![
-                Diagnostic::warning("/b", 19..22, "later"),
-                Diagnostic::error("/a", 4..7, "earlier").with_hint("fix it"),
+                Diagnostic::warning(Code::MovingTag, "/b", 19..22, "later"),
+                Diagnostic::error(Code::UnknownKey, "/a", 4..7, "earlier").with_hint("fix it"),
             ],
         )
     }
@@ -282,7 +384,7 @@ mod tests {
         let out = String::from_utf8(out.into_inner()).unwrap();
         assert!(
             out.starts_with(
-                "envs/x.json:2:3: error: earlier\n  |\n2 |   \"a\": 1,\n  |   ^^^\n  at: /a\n  hint: fix it\n"
+                "envs/x.json:2:3: error: earlier [unknown-key]\n  |\n2 |   \"a\": 1,\n  |   ^^^\n  at: /a\n  hint: fix it\n"
             ),
             "{out}"
         );
@@ -294,7 +396,12 @@ mod tests {
         let report = FileReport::new(
             "x.json".into(),
             text,
-            vec![Diagnostic::error("/a", 11..12, "control character")],
+            vec![Diagnostic::error(
+                Code::ControlCharacter,
+                "/a",
+                11..12,
+                "control character",
+            )],
         );
         let mut out = codespan_reporting::term::termcolor::NoColor::new(Vec::new());
         report.write_human(&mut out, true).unwrap();
@@ -303,12 +410,55 @@ mod tests {
     }
 
     #[test]
+    fn shown_names_stay_on_their_line() {
+        assert_eq!(display_path("build/a b/c.txt"), "build/a b/c.txt");
+        assert_eq!(
+            display_path("x\n::error::pwned\r\u{1b}[2K\u{202e}.json"),
+            "x\\n::error::pwned\\r\\u{1b}[2K\\u{202e}.json"
+        );
+        assert_eq!(display_path("::error::x.json"), "./::error::x.json");
+        assert_eq!(display_text("a\tb"), "a\tb");
+    }
+
+    #[test]
+    fn related_places_are_printed_in_every_format() {
+        let related = Related {
+            file: "envs/a\nb.json".into(),
+            line: 4,
+            column: 2,
+            message: "here".into(),
+        };
+        let report = FileReport::new(
+            "envs/x.json".into(),
+            "{}".into(),
+            vec![Diagnostic::error(Code::BranchCollision, "", 0..1, "clash").with_related(related)],
+        );
+        let mut human = codespan_reporting::term::termcolor::NoColor::new(Vec::new());
+        report.write_human(&mut human, false).unwrap();
+        let human = String::from_utf8(human.into_inner()).unwrap();
+        assert_eq!(
+            human,
+            "envs/x.json:1:1: error: clash [branch-collision]\n  note: envs/a\\nb.json:4:2: here\n"
+        );
+        let mut github = Vec::new();
+        report.write_github(&mut github).unwrap();
+        let github = String::from_utf8(github).unwrap();
+        assert!(
+            github.ends_with("::clash%0Anote: envs/a\\nb.json:4:2: here\n"),
+            "{github}"
+        );
+        let json = serde_json::to_value(report.located().collect::<Vec<_>>()).unwrap();
+        assert_eq!(json[0]["related"][0]["file"], "envs/a\nb.json");
+        assert_eq!(json[0]["code"], "branch-collision");
+    }
+
+    #[test]
     fn github_commands_escape_newlines_and_separators() {
         let mut out = Vec::new();
         report().write_github(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.starts_with(
-            "::error file=envs/x.json,line=2,col=3,title=tracker-gitops error::earlier%0Ahint: fix it\n"
+            "::error file=envs/x.json,line=2,col=3,title=tracker-gitops error [unknown-key]::earlier%0Ahint: fix it\n"
         ));
         assert!(out.contains("::warning file=envs/x.json,line=3,col=8"));
     }

@@ -9,15 +9,17 @@ use octocrab::models::issues::Comment;
 use octocrab::secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, markdown};
 
 /// Marks the plan comment, so that every run finds and updates the same one.
-pub const MARKER: &str = "<!-- tracker-gitops:plan -->";
+pub const COMMENT_MARKER: &str = "<!-- tracker-gitops:plan -->";
 /// GitHub's maximum comment length. It counts characters; a body's length in
 /// bytes is never smaller, so bytes are a safe measure.
 pub const COMMENT_LIMIT: usize = 65_536;
 /// GitHub drops a larger `$GITHUB_STEP_SUMMARY` (1 MiB per step).
 pub const SUMMARY_LIMIT: usize = 1 << 20;
+/// Who writes the plan comment by default: a workflow's `GITHUB_TOKEN`.
+pub const DEFAULT_COMMENT_AUTHOR: &str = "github-actions[bot]";
 const DEFAULT_API_URL: &str = "https://api.github.com";
 
 #[derive(Debug, thiserror::Error)]
@@ -93,18 +95,21 @@ impl Event {
 /// The pull request to comment on, and how to reach the API. The token is a
 /// [`SecretString`], so it shows in no `Debug` output.
 #[derive(Debug)]
-pub struct Target {
+pub struct CommentTarget {
     pub api_url: String,
     pub owner: String,
     pub repo: String,
     pub number: u64,
+    /// The login whose comment is the plan comment (the token's identity).
+    pub author: String,
     token: SecretString,
 }
 
-impl Target {
+impl CommentTarget {
     /// From a workflow's environment: `GITHUB_API_URL` (so that GitHub
-    /// Enterprise works), `GITHUB_REPOSITORY`, `GITHUB_TOKEN` and the event.
-    pub fn from_env(event: Option<&Event>) -> Result<Self, Error> {
+    /// Enterprise works), `GITHUB_REPOSITORY`, `GITHUB_TOKEN` and the event;
+    /// `author` is the token's login.
+    pub fn from_env(event: Option<&Event>, author: &str) -> Result<Self, Error> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         let repository = var("GITHUB_REPOSITORY").ok_or(Error::Unset("GITHUB_REPOSITORY"))?;
         let (owner, repo) = repository
@@ -122,6 +127,7 @@ impl Target {
             owner: owner.into(),
             repo: repo.into(),
             number,
+            author: author.into(),
             token: var("GITHUB_TOKEN")
                 .ok_or(Error::Unset("GITHUB_TOKEN"))?
                 .into(),
@@ -141,8 +147,8 @@ pub enum Posted {
 }
 
 /// Shows the plan in the pull request's one plan comment: updates the comment
-/// carrying [`MARKER`], or creates it when the plan has changes.
-pub fn post_plan(target: &Target, plan: &Plan) -> Result<Posted, Error> {
+/// carrying [`COMMENT_MARKER`], or creates it when the plan has changes.
+pub fn post_plan(target: &CommentTarget, plan: &Plan) -> Result<Posted, Error> {
     let body = comment_body(plan);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -155,14 +161,14 @@ pub fn post_plan(target: &Target, plan: &Plan) -> Result<Posted, Error> {
 
 /// The marker and the plan, cut to stay under GitHub's maximum.
 fn comment_body(plan: &Plan) -> String {
-    let limit = COMMENT_LIMIT - 1 - format!("{MARKER}\n").len();
+    let limit = COMMENT_LIMIT - 1 - format!("{COMMENT_MARKER}\n").len();
     format!(
-        "{MARKER}\n{}",
-        plan.markdown_within(limit, "the job summary")
+        "{COMMENT_MARKER}\n{}",
+        markdown::render_within(plan, limit, "the job summary")
     )
 }
 
-async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<Posted> {
+async fn upsert(target: &CommentTarget, body: &str, create: bool) -> octocrab::Result<Posted> {
     let github = Octocrab::builder()
         .base_uri(target.api_url.as_str())?
         .personal_token(target.token.clone())
@@ -188,8 +194,9 @@ async fn upsert(target: &Target, body: &str, create: bool) -> octocrab::Result<P
     }
 }
 
-/// The oldest bot comment carrying the marker, through every page of comments.
-async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Comment>> {
+/// The oldest comment of `target.author` carrying the marker, through every
+/// page of comments.
+async fn find(github: &Octocrab, target: &CommentTarget) -> octocrab::Result<Option<Comment>> {
     let mut page = github
         .issues(&target.owner, &target.repo)
         .list_comments(target.number)
@@ -199,12 +206,12 @@ async fn find(github: &Octocrab, target: &Target) -> octocrab::Result<Option<Com
     loop {
         let next = page.next.take();
         if let Some(comment) = page.items.into_iter().find(|c| {
-            // Only a bot's (the workflow token writes as one), and only at the
-            // start: a person's comment quoting the plan is not the plan.
-            c.user.r#type == "Bot"
+            // Only ours: another bot's or a person's comment carrying the
+            // marker is theirs, and only at the start: quoting is not the plan.
+            c.user.login == target.author
                 && c.body
                     .as_deref()
-                    .is_some_and(|body| body.trim_start().starts_with(MARKER))
+                    .is_some_and(|body| body.trim_start().starts_with(COMMENT_MARKER))
         }) {
             return Ok(Some(comment));
         }

@@ -2,17 +2,22 @@
 //! published to deploy branches and deployed to a VM over SSH.
 //!
 //! The pipeline, one module per stage: [`environment`] (read, validate) →
-//! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`check`]
-//! (tree vs disk or git) → [`plan`] → [`publish`] → [`github`] → [`deploy`].
+//! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`diff`]
+//! (a tree vs disk or git) → [`plan`] (the model from a base revision; its
+//! [`plan::markdown`]) → [`publish`] → [`github`] → [`verify`] → [`deploy`];
+//! [`git`] is the repository access they share.
 
-pub mod check;
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;
+pub mod diff;
 pub mod environment;
+pub mod git;
 pub mod github;
 pub mod plan;
 pub mod publish;
 pub mod render;
 pub mod stack;
+pub(crate) mod text;
 pub mod tree;
+pub mod verify;

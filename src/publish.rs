@@ -1,36 +1,61 @@
 //! Publishing: each rendered environment becomes a commit on its deploy branch,
 //! written straight into the object database with git2 — HEAD, the index and
-//! the working tree are never touched. Pushing is fast-forward only: when
-//! another publish wins the race, the commit is rebuilt on the new tip.
+//! the working tree are never touched. Only a reviewed source is published to
+//! a remote: its commit must be on the remote's tracked branch, so the
+//! provenance always names a commit that branch holds. Pushing is
+//! fast-forward only: when another publish wins the race, the commit is
+//! rebuilt on the new tip.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use git2::{
-    Commit, Cred, FetchOptions, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository,
-    Signature, TreeBuilder,
-};
-use serde::Serialize;
+use git2::{Commit, Oid, Repository, Signature};
+use serde::{Deserialize, Serialize};
 
-use crate::check::{self, ChangeKind};
+use crate::diff::{self, ChangeKind};
 use crate::environment::Environment;
+use crate::git;
 use crate::render::Rendered;
 use crate::stack::ServiceChange;
 use crate::tree::Tree;
 
 /// The provenance file added to every published tree.
 pub const SOURCE_FILE: &str = ".tracker-gitops/source.json";
+/// The trailer naming the source commit of a published commit.
+pub const SOURCE_COMMIT_TRAILER: &str = "Source-Commit";
+/// The trailer naming the environment of a published commit.
+pub const ENVIRONMENT_TRAILER: &str = "Environment";
 /// How often a push is retried after losing a race.
 const PUSH_ATTEMPTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
     #[error(
         "{path} has uncommitted changes; commit them first so the provenance names the exact source"
     )]
     Dirty { path: String },
+    #[error(
+        "{dir} at {commit} is not exactly what render writes ({differences}); run `tracker-gitops render` and commit the result"
+    )]
+    NotRendered {
+        dir: String,
+        commit: String,
+        differences: String,
+    },
+    #[error(
+        "{commit} is not on {branch} of {remote}: publish only reviewed sources — merge it into {branch} and push that first \
+         (--allow-unreviewed publishes it without --push, for local experiments)"
+    )]
+    Unreviewed {
+        commit: String,
+        branch: String,
+        remote: String,
+    },
+    #[error(
+        "{remote} has no branch {branch} to check the source against: push it, or pass --source-branch"
+    )]
+    NoTrackedBranch { remote: String, branch: String },
     #[error("push of {branch} to {remote} was rejected: {message}")]
     Rejected {
         branch: String,
@@ -47,6 +72,12 @@ pub enum Error {
     },
 }
 
+impl From<git2::Error> for Error {
+    fn from(error: git2::Error) -> Self {
+        Self::Git(error.into())
+    }
+}
+
 /// Who commits, and where from.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,10 +87,20 @@ pub struct Options {
     pub author_email: String,
     /// Overrides the source ref read from HEAD (CI checks out a detached commit).
     pub source_ref: Option<String>,
+    /// The tracked branch the source was found on; `None` when not checked
+    /// (no remote, or `--allow-unreviewed`).
+    pub reviewed: Option<Reviewed>,
+}
+
+/// The remote's tracked branch, as fetched, with the source commit on it.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub branch: String,
+    pub tip: Oid,
 }
 
 /// Where the rendered files came from, written into every published commit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
     pub repository: String,
     pub commit: String,
@@ -92,11 +133,14 @@ impl Source {
         &self.repo
     }
 
-    /// Provenance for an environment, refusing when its source or output is not committed.
+    /// Provenance for an environment, refusing when its source or output is
+    /// not committed, or when the committed output is not exactly `rendered`
+    /// (an executable bit, a symlink or a submodule included).
     pub fn provenance(
         &self,
         env: &Environment,
         out_dir: &Path,
+        rendered: &Tree,
         source_ref: Option<&str>,
     ) -> Result<Provenance, Error> {
         let workdir = self
@@ -107,11 +151,7 @@ impl Source {
         let relative = |path: &Path| -> String {
             let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
             let root = std::fs::canonicalize(&workdir).unwrap_or_else(|_| workdir.clone());
-            absolute
-                .strip_prefix(&root)
-                .unwrap_or(&absolute)
-                .to_string_lossy()
-                .replace('\\', "/")
+            git::slash_path(absolute.strip_prefix(&root).unwrap_or(&absolute))
         };
         let env_file = relative(&env.path);
         let out = relative(&out_dir.join(&env.name));
@@ -127,7 +167,22 @@ impl Source {
             });
         }
         let head = self.repo.head()?;
-        let commit = head.peel_to_commit()?.id().to_string();
+        let commit = head.peel_to_commit()?;
+        let expected = self
+            .repo
+            .find_tree(git::write_tree(&self.repo, rendered)?)?;
+        let committed = git::subtree(&self.repo, commit.tree()?, &out)?;
+        if committed.as_ref().map(git2::Tree::id) != Some(expected.id()) {
+            let differences = match &committed {
+                Some(tree) => git::differences(&self.repo, &expected, tree)?,
+                None => "not committed".into(),
+            };
+            return Err(Error::NotRendered {
+                dir: out,
+                commit: commit.id().to_string(),
+                differences,
+            });
+        }
         let reference = match source_ref {
             Some(reference) => reference.to_string(),
             None => head.name().unwrap_or("HEAD").to_string(),
@@ -136,27 +191,47 @@ impl Source {
             .repo
             .find_remote("origin")
             .ok()
-            .and_then(|r| r.url().ok().map(strip_credentials))
+            .and_then(|r| r.url().ok().map(git::strip_credentials))
             .unwrap_or_else(|| workdir.display().to_string());
         Ok(Provenance {
             repository,
-            commit,
+            commit: commit.id().to_string(),
             reference,
             environment_file: env_file,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             command: format!("tracker-gitops render --env {}", env.name),
         })
     }
-}
 
-/// A URL without any user or password in it.
-pub(crate) fn strip_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
-            _ => url.to_string(),
-        },
-        None => url.to_string(),
+    /// Fetches `remote`'s tracked branch (`branch`, else the remote's default
+    /// branch) and checks that HEAD is on it: reviewed and merged.
+    pub fn reviewed(&self, remote: &str, branch: Option<&str>) -> Result<Reviewed, Error> {
+        let mut handle = git::Remote::named(&self.repo, remote)?;
+        let branch = match branch {
+            Some(branch) => branch.to_string(),
+            None => handle.default_branch()?.to_string(),
+        };
+        let missing = || Error::NoTrackedBranch {
+            remote: remote.to_string(),
+            branch: branch.clone(),
+        };
+        if !handle.has_branch(&branch) {
+            return Err(missing());
+        }
+        let tracking = format!("refs/remotes/{remote}/{branch}");
+        handle.fetch(&self.repo, &[(&branch, &tracking)])?;
+        let tip = git::commit_at(&self.repo, &tracking)?
+            .ok_or_else(missing)?
+            .id();
+        let head = self.repo.head()?.peel_to_commit()?.id();
+        if !git::is_on(&self.repo, head, tip)? {
+            return Err(Error::Unreviewed {
+                commit: head.to_string(),
+                branch,
+                remote: remote.to_string(),
+            });
+        }
+        Ok(Reviewed { branch, tip })
     }
 }
 
@@ -170,26 +245,34 @@ pub fn publish(
     options: &Options,
 ) -> Result<Published, Error> {
     let refname = format!("refs/heads/{branch}");
+    let rendered_id = git::write_tree(repo, &rendered.tree)?;
+    // The commit to build on: the remote's tip when publishing to a remote, else the local branch.
+    let tip_ref = match &options.remote {
+        Some(remote) => format!("refs/remotes/{remote}/{branch}"),
+        None => refname.clone(),
+    };
     for _ in 0..PUSH_ATTEMPTS {
         if let Some(remote) = &options.remote {
-            fetch(repo, remote, branch)?;
+            git::fetch_branch(repo, remote, branch)?;
         }
-        let parent = tip(repo, options.remote.as_deref(), branch)?;
+        let parent = git::commit_at(repo, &tip_ref)?;
+        if let Some(parent) = &parent {
+            if up_to_date(repo, parent, rendered_id, options.reviewed.as_ref())? {
+                // Keep the local branch on the tip so later runs start from it.
+                repo.reference(&refname, parent.id(), true, "tracker-gitops: up to date")?;
+                return Ok(Published::Unchanged);
+            }
+        }
         let mut previous = match &parent {
-            Some(commit) => read_tree(repo, &commit.tree()?)?,
+            Some(commit) => git::read_tree(repo, &commit.tree()?)?,
             None => Tree::default(),
         };
         previous.remove(SOURCE_FILE);
-        if let Some(parent) = parent.as_ref().filter(|_| previous == rendered.tree) {
-            // Keep the local branch on the tip so later runs start from it.
-            repo.reference(&refname, parent.id(), true, "tracker-gitops: up to date")?;
-            return Ok(Published::Unchanged);
-        }
         let mut tree = rendered.tree.clone();
         let mut source = serde_json::to_string_pretty(provenance).expect("provenance serializes");
         source.push('\n');
         tree.insert(SOURCE_FILE, source);
-        let tree_id = write_tree(repo, &tree)?;
+        let tree_id = git::write_tree(repo, &tree)?;
         let message = commit_message(env, &previous, rendered, provenance);
         let signature = Signature::now(&options.author_name, &options.author_email)?;
         let parents: Vec<&Commit> = parent.iter().collect();
@@ -205,9 +288,9 @@ pub fn publish(
         let (Some(remote), true) = (&options.remote, options.push) else {
             return Ok(Published::Committed(commit));
         };
-        let refused = push(repo, remote, branch)?;
-        fetch(repo, remote, branch)?;
-        let now = tip(repo, Some(remote), branch)?.map(|c| c.id());
+        let refused = git::push(repo, remote, branch)?;
+        git::fetch_branch(repo, remote, branch)?;
+        let now = git::commit_at(repo, &tip_ref)?.map(|c| c.id());
         // Trust the remote's ref, not the call: a push can report success
         // without having moved the branch.
         if now == Some(commit) {
@@ -235,149 +318,30 @@ pub fn publish(
     })
 }
 
-/// The commit to build on: the remote's tip when publishing to a remote, else the local branch.
-fn tip<'r>(
-    repo: &'r Repository,
-    remote: Option<&str>,
-    branch: &str,
-) -> Result<Option<Commit<'r>>, Error> {
-    let name = match remote {
-        Some(remote) => format!("refs/remotes/{remote}/{branch}"),
-        None => format!("refs/heads/{branch}"),
+/// Whether `tip` already holds exactly the render (modes and entry types
+/// included) and, when the source was checked, was made from a source on the
+/// tracked branch: a tip whose provenance points off that branch (pushed by
+/// hand, say) is replaced even when its files are right.
+fn up_to_date(
+    repo: &Repository,
+    tip: &Commit,
+    rendered: Oid,
+    reviewed: Option<&Reviewed>,
+) -> Result<bool, Error> {
+    if git::without(repo, &tip.tree()?, SOURCE_FILE)? != rendered {
+        return Ok(false);
+    }
+    let Some(reviewed) = reviewed else {
+        return Ok(true);
     };
-    match repo.find_reference(&name) {
-        Ok(reference) => Ok(Some(reference.peel_to_commit()?)),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+    let sources = git::trailer(tip.message().unwrap_or_default(), SOURCE_COMMIT_TRAILER);
+    match sources.as_slice() {
+        [source] => match git::parse_oid(source) {
+            Some(source) => Ok(git::is_on(repo, source, reviewed.tip)?),
+            None => Ok(false),
+        },
+        _ => Ok(false),
     }
-}
-
-fn callbacks<'a>() -> RemoteCallbacks<'a> {
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, username, _allowed| {
-        let token = std::env::var("TRACKER_GITOPS_GIT_TOKEN")
-            .or_else(|_| std::env::var("GITHUB_TOKEN"))
-            .map_err(|_| {
-                git2::Error::from_str(
-                    "no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote",
-                )
-            })?;
-        Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token)
-    });
-    callbacks
-}
-
-/// Fetches the remote's deploy branch into `refs/remotes/<remote>/<branch>`,
-/// dropping that ref when the branch does not exist there.
-fn fetch(repo: &Repository, remote: &str, branch: &str) -> Result<(), Error> {
-    let mut handle = repo.find_remote(remote)?;
-    let tracking = format!("refs/remotes/{remote}/{branch}");
-    let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks());
-    handle.connect_auth(git2::Direction::Fetch, Some(callbacks()), None)?;
-    let exists = handle
-        .list()?
-        .iter()
-        .any(|head| head.name() == format!("refs/heads/{branch}"));
-    handle.disconnect()?;
-    if !exists {
-        if let Ok(mut stale) = repo.find_reference(&tracking) {
-            stale.delete()?;
-        }
-        return Ok(());
-    }
-    let refspec = format!("+refs/heads/{branch}:{tracking}");
-    handle.fetch(&[refspec.as_str()], Some(&mut options), None)?;
-    Ok(())
-}
-
-/// Pushes the local deploy branch; `Some(message)` when the remote refused it.
-fn push(repo: &Repository, remote: &str, branch: &str) -> Result<Option<String>, Error> {
-    let mut handle = repo.find_remote(remote)?;
-    let mut rejection: Option<String> = None;
-    let result = {
-        let mut callbacks = callbacks();
-        // The call can succeed while the server refuses a reference: check each.
-        callbacks.push_update_reference(|_refname, status| {
-            if let Some(message) = status {
-                rejection = Some(message.to_string());
-            }
-            Ok(())
-        });
-        let mut options = PushOptions::new();
-        options.remote_callbacks(callbacks);
-        // No `+`: a push that is not a fast-forward is refused, never forced.
-        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        handle.push(&[refspec.as_str()], Some(&mut options))
-    };
-    match (result, rejection) {
-        (Ok(()), rejection) => Ok(rejection),
-        (Err(e), _)
-            if matches!(
-                e.code(),
-                git2::ErrorCode::NotFastForward | git2::ErrorCode::Locked
-            ) || e.class() == git2::ErrorClass::Reference =>
-        {
-            Ok(Some(e.message().to_string()))
-        }
-        (Err(e), _) => Err(e.into()),
-    }
-}
-
-/// Reads a git tree into memory.
-pub fn read_tree(repo: &Repository, tree: &git2::Tree) -> Result<Tree, Error> {
-    let mut files = Tree::default();
-    let mut failure = None;
-    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() != Some(ObjectType::Blob) {
-            return git2::TreeWalkResult::Ok;
-        }
-        match repo.find_blob(entry.id()) {
-            Ok(blob) => {
-                let name = entry.name().unwrap_or_default();
-                files.insert(format!("{dir}{name}"), blob.content());
-                git2::TreeWalkResult::Ok
-            }
-            Err(e) => {
-                failure = Some(e);
-                git2::TreeWalkResult::Abort
-            }
-        }
-    });
-    // A failed blob read aborts the walk; report that error, not the abort.
-    match (failure, walked) {
-        (Some(e), _) | (None, Err(e)) => Err(e.into()),
-        (None, Ok(())) => Ok(files),
-    }
-}
-
-/// Writes an in-memory tree into the object database; returns its id.
-fn write_tree(repo: &Repository, tree: &Tree) -> Result<Oid, Error> {
-    #[derive(Default)]
-    struct Dir<'t> {
-        files: Vec<(&'t str, &'t [u8])>,
-        dirs: BTreeMap<&'t str, Dir<'t>>,
-    }
-    fn write(repo: &Repository, dir: &Dir) -> Result<Oid, Error> {
-        let mut builder: TreeBuilder = repo.treebuilder(None)?;
-        for (name, bytes) in &dir.files {
-            builder.insert(name, repo.blob(bytes)?, 0o100644)?;
-        }
-        for (name, child) in &dir.dirs {
-            builder.insert(name, write(repo, child)?, 0o040000)?;
-        }
-        Ok(builder.write()?)
-    }
-    let mut root = Dir::default();
-    for (path, bytes) in tree.iter() {
-        let mut parts: Vec<&str> = path.split('/').collect();
-        let name = parts.pop().unwrap_or_default();
-        let dir = parts
-            .into_iter()
-            .fold(&mut root, |dir, part| dir.dirs.entry(part).or_default());
-        dir.files.push((name, bytes));
-    }
-    write(repo, &root)
 }
 
 /// `staging: deploy 1a2b3c4 (prometheus recreated)`, the changed files, and trailers.
@@ -397,45 +361,30 @@ fn commit_message(
         })
         .collect();
     let short = &provenance.commit[..provenance.commit.len().min(7)];
-    let summary = if services.is_empty() {
-        "files only".to_string()
-    } else {
-        services.join(", ")
+    let changes = diff::compare(&rendered.tree, previous);
+    // No content change: the tip had other modes or entry types, or its
+    // provenance pointed off the tracked branch.
+    let summary = match (services.is_empty(), changes.is_empty()) {
+        (false, _) => services.join(", "),
+        (true, false) => "files only".to_string(),
+        (true, true) => "no content change".to_string(),
     };
     let mut message = format!("{}: deploy {short} ({summary})\n\n", env.name);
     message.push_str(&format!(
         "Rendered from {} at {}.\n\nChanged files:\n",
         provenance.environment_file, provenance.commit
     ));
-    for change in check::compare(&rendered.tree, previous) {
+    for change in changes {
         let mark = match change.kind {
-            ChangeKind::Missing => 'A',
-            ChangeKind::Orphaned => 'D',
+            ChangeKind::Added => 'A',
+            ChangeKind::Removed => 'D',
             ChangeKind::Changed => 'M',
         };
         message.push_str(&format!("  {mark} {}\n", change.path));
     }
     message.push_str(&format!(
-        "\nSource-Commit: {}\nSource-Ref: {}\nEnvironment: {}\n",
+        "\n{SOURCE_COMMIT_TRAILER}: {}\nSource-Ref: {}\n{ENVIRONMENT_TRAILER}: {}\n",
         provenance.commit, provenance.reference, env.name
     ));
     message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_stripped_from_urls() {
-        assert_eq!(
-            strip_credentials("https://x-access-token:ghs_abc@github.com/o/r.git"),
-            "https://github.com/o/r.git"
-        );
-        assert_eq!(strip_credentials("/srv/git/r.git"), "/srv/git/r.git");
-        assert_eq!(
-            strip_credentials("git@github.com:o/r.git"),
-            "git@github.com:o/r.git"
-        );
-    }
 }

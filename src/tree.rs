@@ -1,5 +1,7 @@
 //! A rendered environment in memory (relative path → bytes), and its two ways
-//! to and from a directory: read it back, and replace it atomically.
+//! to and from a directory: read it back, and replace it atomically. Reading
+//! never follows a symbolic link: a link in `build/` could show any file of
+//! the machine (a CI runner's, say) as a diff, so it is an error instead.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::diagnostic::display_path;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     files: BTreeMap<String, Vec<u8>>,
@@ -15,11 +19,21 @@ pub struct Tree {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", display_path(.path))]
     Read { path: PathBuf, source: io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error(
+        "{} is {kind}: a rendered environment holds only regular files and directories, and \
+         nothing else in it is ever followed or read; remove it and run `tracker-gitops render`",
+        display_path(.path)
+    )]
+    NotPlain { path: PathBuf, kind: &'static str },
+    #[error("cannot write {}: {source}", display_path(.path))]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot replace {dir} ({source}); its previous content is kept in {kept}")]
+    #[error(
+        "cannot replace {} ({source}); its previous content is kept in {}",
+        display_path(.dir),
+        display_path(.kept)
+    )]
     Restore {
         dir: PathBuf,
         kept: PathBuf,
@@ -72,11 +86,22 @@ impl Tree {
         hex(&hasher.finalize()[..8])
     }
 
-    /// Reads every file below `dir` (none if it does not exist).
+    /// Reads every file below `dir` (none if it does not exist). Anything
+    /// but a regular file or a directory, `dir` included, is an error.
     pub fn read_dir(dir: &Path) -> Result<Self, Error> {
         let mut tree = Self::default();
-        if dir.is_dir() {
-            read_into(&mut tree, dir, "")?;
+        match fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Read {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+            Ok(metadata) => {
+                plain(dir, metadata.file_type(), true)?;
+                read_into(&mut tree, dir, "")?;
+            }
         }
         Ok(tree)
     }
@@ -144,7 +169,9 @@ fn read_into(tree: &mut Tree, dir: &Path, prefix: &str) -> Result<(), Error> {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let relative = format!("{prefix}{name}");
-        if path.is_dir() {
+        // The entry's own type: a link is not followed to what it points at.
+        let kind = entry.file_type().map_err(read_error(&path))?;
+        if plain(&path, kind, false)? {
             read_into(tree, &path, &format!("{relative}/"))?;
         } else {
             let bytes = fs::read(&path).map_err(read_error(&path))?;
@@ -152,6 +179,29 @@ fn read_into(tree: &mut Tree, dir: &Path, prefix: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Whether `path` is a directory (`true`) or a regular file (`false`);
+/// anything else is an error. `dir_only` refuses a file as well.
+fn plain(path: &Path, kind: fs::FileType, dir_only: bool) -> Result<bool, Error> {
+    let refuse = |kind| {
+        Err(Error::NotPlain {
+            path: path.to_path_buf(),
+            kind,
+        })
+    };
+    if kind.is_symlink() {
+        refuse("a symbolic link")
+    } else if kind.is_dir() {
+        Ok(true)
+    } else if dir_only {
+        refuse("a file, not a directory")
+    } else if kind.is_file() {
+        Ok(false)
+    } else {
+        // A FIFO would block the read forever; a device is never rendered.
+        refuse("a special file (FIFO, socket or device)")
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -173,6 +223,31 @@ mod tests {
         tree.insert("storage/a/x", "changed");
         assert_ne!(before, tree.hash_under(["storage/a"]));
         assert_eq!(before.len(), 16);
+    }
+
+    #[test]
+    fn links_are_refused_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, outside) = (root.path().join("env"), root.path().join("outside"));
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(&outside, "secret").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("sub/link")).unwrap();
+        let error = Tree::read_dir(&dir).unwrap_err();
+        assert!(matches!(&error, Error::NotPlain { path, .. } if path.ends_with("sub/link")));
+        assert!(!error.to_string().contains("secret"));
+        fs::remove_file(dir.join("sub/link")).unwrap();
+        std::os::unix::fs::symlink(root.path(), dir.join("sub/loop")).unwrap();
+        assert!(matches!(Tree::read_dir(&dir), Err(Error::NotPlain { .. })));
+        let linked = root.path().join("linked-env");
+        std::os::unix::fs::symlink(&dir, &linked).unwrap();
+        assert!(matches!(
+            Tree::read_dir(&linked),
+            Err(Error::NotPlain { .. })
+        ));
+        assert_eq!(
+            Tree::read_dir(&root.path().join("none")).unwrap(),
+            Tree::default()
+        );
     }
 
     #[test]

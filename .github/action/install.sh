@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
 # Installs the tracker-gitops binary for the composite action (action.yml).
 #
-#   install.sh resolve   decide how to install; writes to $GITHUB_OUTPUT:
-#                          mode       release | source
-#                          version    release tag to download (mode=release)
-#                          target     Rust target triple of this runner (may be empty)
-#                          dir        install root; the binary is <dir>/bin/tracker-gitops
-#                          cache-key  key for actions/cache
-#   install.sh install   download + verify the release asset (mode=release) or
-#                        `cargo install --locked --path $GITHUB_ACTION_PATH` (mode=source)
+# Trust: the binary is tied to the action's commit. The SHA-256 of each
+# release tarball is committed with the action in checksums.txt (next to this
+# script; release.yml proposes it in a pull request), so pinning the action to
+# a commit SHA pins the binary. Nothing from the release itself is trusted: the
+# tarball, cached or downloaded, is checked against the committed checksum on
+# every run, and without a committed checksum the action's own source is built.
+#
+#   install.sh resolve          decide how to install; writes to $GITHUB_OUTPUT:
+#                                 mode       release | source
+#                                 version    release tag (mode=release)
+#                                 target     Rust target triple of this runner (may be empty)
+#                                 sha256     committed checksum of the tarball (mode=release)
+#                                 dir        install root; the binary is <dir>/bin/tracker-gitops
+#                                 cache-key  actions/cache key of <dir>/download (mode=release)
+#   install.sh install          mode=release: verify the cached tarball, else download and
+#                               verify it, then extract the binary from it; mode=source:
+#                               `cargo install --locked --path $GITHUB_ACTION_PATH` in a
+#                               clean environment. Writes `path` (the binary) to $GITHUB_OUTPUT.
+#   install.sh source-hash DIR  hash of the files in DIR the binary is built from
+#                               (release.yml records it with each checksum)
 #
 # Environment (set by action.yml, never expanded into the script text):
 #   TG_VERSION            the `version` input: a release tag, `source`, or empty
 #   TG_ACTION_REF         ${{ github.action_ref }} (empty in some runner versions)
 #   TG_ACTION_REPOSITORY  ${{ github.action_repository }} (likewise)
-#   TG_TOKEN              token used for GitHub API calls (rate limits)
-#   TG_MODE, TG_RELEASE_VERSION, TG_TARGET, TG_DIR   outputs of `resolve`, for `install`
-#   GITHUB_ACTION_PATH, GITHUB_API_URL, GITHUB_SERVER_URL, RUNNER_OS, RUNNER_ARCH,
-#   RUNNER_TEMP, ImageOS  provided by the runner
+#   TG_MODE, TG_RELEASE_VERSION, TG_TARGET, TG_SHA256, TG_DIR   outputs of `resolve`
+#   GITHUB_ACTION_PATH, GITHUB_SERVER_URL, RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP
+#                         provided by the runner
+# No token: release assets need none, and the committed checksum, not the
+# transport, vouches for what is downloaded.
 set -euo pipefail
 
 readonly NAME=tracker-gitops
 
 log() { printf '%s\n' "$*" >&2; }
+notice() { printf '::notice title=tracker-gitops install::%s\n' "$*" >&2; }
 warn() { printf '::warning title=tracker-gitops install::%s\n' "$*" >&2; }
 die() {
 	printf '::error title=tracker-gitops install::%s\n' "$*" >&2
@@ -31,20 +45,14 @@ die() {
 
 set_output() { printf '%s=%s\n' "$1" "$2" >>"${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set}"; }
 
-api_url() { printf '%s' "${GITHUB_API_URL:-https://api.github.com}"; }
-server_url() { printf '%s' "${GITHUB_SERVER_URL:-https://github.com}"; }
+action_path() { printf '%s' "${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set}"; }
 
-# curl against the GitHub API; the token is sent only there (never to the
-# download host, which redirects to a storage service).
-api_get() {
-	local path=$1 accept=${2:-application/vnd.github+json}
-	local -a auth=()
-	if [[ -n ${TG_TOKEN:-} ]]; then
-		auth=(-H "Authorization: Bearer ${TG_TOKEN}")
-	fi
-	curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 60 \
-		-H "Accept: ${accept}" -H 'X-GitHub-Api-Version: 2022-11-28' \
-		"${auth[@]}" "$(api_url)${path}"
+# A composite action shares its caller's environment with every one of its
+# steps: this script, actions/cache, cargo and the build scripts it runs.
+# Deploy secrets belong to the one step that runs `deploy` (docs/github.md).
+refuse_deploy_secrets() {
+	[[ -z ${TRACKER_GITOPS_SSH_KEY:-} ]] ||
+		die "TRACKER_GITOPS_SSH_KEY is in the environment of the action's steps, where every install step can read it. Give deploy secrets only to the step that runs \`tracker-gitops deploy\` (docs/github.md, \"Deploy\")."
 }
 
 # Rust target triple for the runner, or empty when no prebuilt binary exists.
@@ -69,7 +77,8 @@ action_identity() {
 	ACTION_REPO=${TG_ACTION_REPOSITORY:-}
 	ACTION_REF=${TG_ACTION_REF:-}
 	if [[ -z ${ACTION_REPO} || -z ${ACTION_REF} ]]; then
-		local path=${GITHUB_ACTION_PATH:-}
+		local path
+		path=$(action_path)
 		if [[ ${path} == */_actions/*/*/* ]]; then
 			local rest=${path#*/_actions/}
 			local owner=${rest%%/*}
@@ -81,181 +90,182 @@ action_identity() {
 }
 
 crate_version() {
-	sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' \
-		"${GITHUB_ACTION_PATH}/Cargo.toml" | head -n 1
-}
-
-# True when release <tag> of <repo> has both the tarball and its checksum.
-release_has_asset() {
-	local repo=$1 tag=$2 asset=$3 json
-	json=$(api_get "/repos/${repo}/releases/tags/${tag}" 2>/dev/null) || return 1
-	grep -Eq "\"name\":[[:space:]]*\"${asset//./\\.}\"" <<<"${json}" &&
-		grep -Eq "\"name\":[[:space:]]*\"${asset//./\\.}\\.sha256\"" <<<"${json}"
-}
-
-commit_of() {
-	api_get "/repos/$1/commits/$2" application/vnd.github.sha 2>/dev/null
+	sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$(action_path)/Cargo.toml" | head -n 1
 }
 
 source_hash() {
 	(
-		cd "${GITHUB_ACTION_PATH}"
+		cd "$1"
 		local -a paths=()
 		local p
 		for p in Cargo.toml Cargo.lock build.rs src templates schema; do
 			[[ -e ${p} ]] && paths+=("${p}")
 		done
 		find "${paths[@]}" -type f -print0 |
-			LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+			LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 	)
 }
 
+checksums_file() { printf '%s/.github/action/checksums.txt' "$(action_path)"; }
+
+# Every line is a comment or `<tag> <target> <source hash> <sha256>`.
+check_checksums() {
+	local file line n=0
+	local entry='^v[0-9A-Za-z.+-]+ [a-z0-9_]+(-[a-z0-9_]+)+ [0-9a-f]{64} [0-9a-f]{64}$'
+	file=$(checksums_file)
+	[[ -f ${file} ]] || die "${file} is missing"
+	while IFS= read -r line || [[ -n ${line} ]]; do
+		n=$((n + 1))
+		[[ -z ${line} || ${line} == \#* || ${line} =~ ${entry} ]] ||
+			die "${file}:${n}: expected \`<tag> <target> <source hash> <sha256>\`"
+	done <"${file}"
+}
+
+# The committed sha256 of <tag>'s tarball for <target>; with <source>, only
+# when that release was built from exactly that source.
+committed_checksum() {
+	local tag=$1 target=$2 source=${3:-} t g s sum
+	while read -r t g s sum; do
+		if [[ ${t} == "${tag}" && ${g} == "${target}" && (-z ${source} || ${s} == "${source}") ]]; then
+			printf '%s' "${sum}"
+			return 0
+		fi
+	done <"$(checksums_file)"
+	return 1
+}
+
 resolve() {
-	local target version="${TG_VERSION:-}" mode=source tag=''
+	refuse_deploy_secrets
+	local version=${TG_VERSION:-} mode=source tag='' sum='' target crate source
+	[[ -f "$(action_path)/Cargo.toml" ]] || die "no Cargo.toml in $(action_path): not a tracker-gitops checkout"
+	check_checksums
 	target=$(detect_target)
+	crate=$(crate_version)
+	source=$(source_hash "$(action_path)")
 	action_identity
-	local repo=${ACTION_REPO} ref=${ACTION_REF}
-	log "action: ${repo:-?}@${ref:-?}; runner target: ${target:-none}"
+	log "action: ${ACTION_REPO:-local}@${ACTION_REF:-?} (version ${crate}, source ${source}); runner target: ${target:-none}"
 
 	if [[ ${version} == source ]]; then
-		log "version=source: building from the action's source"
+		log "version: source: building the action's source"
 	elif [[ -z ${target} ]]; then
-		log "no prebuilt binary for ${RUNNER_OS:-?}/${RUNNER_ARCH:-?}: building from source"
-	elif [[ -z ${repo} ]]; then
-		log "cannot tell which repository this action comes from: building from source"
-	else
-		local asset="${NAME}-${target}.tar.gz"
-		local -a candidates=()
-		if [[ -n ${version} ]]; then
-			candidates=("${version}")
-		elif [[ ${ref} =~ ^v[0-9] ]]; then
-			candidates=("${ref}")
-			# A moving major/minor tag (v1, v1.2) usually has no release of its own:
-			# use the release of the crate version at that ref, if both tags are
-			# the same commit.
-			local crate
-			crate=$(crate_version || true)
-			if [[ ${ref} =~ ^v[0-9]+(\.[0-9]+)?$ && -n ${crate} && v${crate} == "${ref}".* ]]; then
-				local a b
-				a=$(commit_of "${repo}" "${ref}" || true)
-				b=$(commit_of "${repo}" "v${crate}" || true)
-				if [[ -z ${a} || -z ${b} ]]; then
-					log "could not resolve ${ref} and v${crate} to commits; not using release v${crate}"
-				elif [[ ${a} == "${b}" ]]; then
-					candidates+=("v${crate}")
-				else
-					log "${ref} (${a}) and v${crate} (${b}) differ; not using release v${crate}"
-				fi
-			fi
-		elif [[ ${ref} =~ ^[0-9a-f]{40}$ ]]; then
-			# Pinned by commit SHA: use the release of the crate version at that
-			# commit if its tag is that very commit.
-			local crate tagged
-			crate=$(crate_version || true)
-			tagged=$(if [[ -n ${crate} ]]; then commit_of "${repo}" "v${crate}" || true; fi)
-			if [[ -n ${crate} && ${tagged} == "${ref}" ]]; then
-				candidates=("v${crate}")
-			else
-				log "commit ${ref} is not the tag v${crate:-?}: building from source"
-			fi
+		notice "no prebuilt binary for ${RUNNER_OS:-?}/${RUNNER_ARCH:-?}: building the action's source with cargo"
+	elif [[ -z ${ACTION_REPO} ]]; then
+		notice "cannot tell which repository this action comes from: building its source with cargo"
+	elif [[ -n ${version} ]]; then
+		if sum=$(committed_checksum "${version}" "${target}"); then
+			mode=release tag=${version}
 		else
-			log "action ref '${ref}' is not a release tag: building from source"
+			warn "no checksum of release ${version} (${target}) is committed with this action (${ACTION_REF:-?}): building the action's own source (${crate}) instead"
 		fi
-		local c
-		for c in "${candidates[@]}"; do
-			if release_has_asset "${repo}" "${c}" "${asset}"; then
-				mode=release
-				tag=${c}
-				break
-			fi
-			log "release ${c} of ${repo} has no ${asset} (+ .sha256)"
-		done
-		if [[ ${mode} == source && ${#candidates[@]} -gt 0 ]]; then
-			warn "no prebuilt ${asset} found for ${candidates[*]}; building ${repo}@${ref} from source (slow)"
-		fi
-	fi
-
-	local key
-	if [[ ${mode} == release ]]; then
-		key="${NAME}-${tag}-${target}"
+	elif sum=$(committed_checksum "v${crate}" "${target}" "${source}"); then
+		mode=release tag=v${crate}
 	else
-		[[ -f ${GITHUB_ACTION_PATH}/Cargo.toml ]] ||
-			die "cannot build from source: no Cargo.toml in ${GITHUB_ACTION_PATH}"
-		key="${NAME}-src-$(source_hash)-${RUNNER_OS:-os}-${RUNNER_ARCH:-arch}-${ImageOS:-image}"
-		if [[ -n ${version} && ${version} != source ]]; then
-			warn "version ${version} requested but the binary is built from the action's own source (${ref:-local})"
-		fi
+		notice "no release binary is committed for this action's source (v${crate}, ${target}): building it with cargo"
 	fi
-	local dir="${RUNNER_TEMP:-/tmp}/${NAME}/${key}"
 
-	log "install mode: ${mode}${tag:+ (${tag})}; cache key: ${key}"
+	log "install mode: ${mode}${tag:+ (${tag}, sha256 ${sum})}"
 	set_output mode "${mode}"
 	set_output version "${tag}"
 	set_output target "${target}"
-	set_output dir "${dir}"
-	set_output cache-key "${key}"
+	set_output sha256 "${sum}"
+	if [[ ${mode} == release ]]; then
+		local key="${NAME}-${tag}-${target}-${sum}"
+		set_output dir "${RUNNER_TEMP:-/tmp}/${NAME}/${key}"
+		# The key names the content; an entry under it that holds anything
+		# else is refused by `install` all the same.
+		set_output cache-key "${key}"
+	else
+		# Never cached: nothing could vouch for a restored build.
+		set_output dir "${RUNNER_TEMP:-/tmp}/${NAME}/src-${source}"
+	fi
 }
 
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
 install_release() {
-	local tag=${TG_RELEASE_VERSION:?} target=${TG_TARGET:?} dir=${TG_DIR:?}
+	local tag=${TG_RELEASE_VERSION:?} target=${TG_TARGET:?} dir=${TG_DIR:?} want=${TG_SHA256:?}
 	action_identity
-	local repo=${ACTION_REPO}
-	[[ -n ${repo} ]] || die "cannot tell which repository this action comes from"
+	[[ -n ${ACTION_REPO} ]] || die "cannot tell which repository this action comes from"
 	local asset="${NAME}-${target}.tar.gz"
-	local base
-	base="$(server_url)/${repo}/releases/download/${tag}"
-	local tmp
-	tmp=$(mktemp -d "${RUNNER_TEMP:-/tmp}/${NAME}-dl.XXXXXX")
-
-	log "downloading ${base}/${asset}"
-	curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300 \
-		-o "${tmp}/${asset}" "${base}/${asset}" ||
-		die "download of ${asset} from release ${tag} failed"
-	curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 10 --max-time 60 \
-		-o "${tmp}/${asset}.sha256" "${base}/${asset}.sha256" ||
-		die "download of ${asset}.sha256 from release ${tag} failed"
-
-	# The checksum file must name exactly our asset, then sha256sum -c checks it.
-	local listed
-	listed=$(awk 'NF { sub(/^\*/, "", $2); print $2 }' "${tmp}/${asset}.sha256")
-	[[ ${listed} == "${asset}" ]] ||
-		die "${asset}.sha256 does not list exactly ${asset} (got: ${listed//$'\n'/ })"
-	(cd "${tmp}" && sha256sum --check --strict "${asset}.sha256") >&2 ||
-		die "checksum mismatch for ${asset} of release ${tag}"
-
+	local cached="${dir}/download/${asset}"
+	local url="${GITHUB_SERVER_URL:-https://github.com}/${ACTION_REPO}/releases/download/${tag}/${asset}"
+	# Checked and extracted from a private copy: nothing can swap the file
+	# between the check and its use.
+	local tmp got
+	tmp=$(mktemp -d "${RUNNER_TEMP:-/tmp}/${NAME}-install.XXXXXX")
+	if [[ -f ${cached} ]]; then
+		cp "${cached}" "${tmp}/${asset}"
+		got=$(sha256_of "${tmp}/${asset}")
+		if [[ ${got} == "${want}" ]]; then
+			log "cached ${asset} matches the committed checksum"
+		else
+			warn "cached ${asset} has sha256 ${got}, not the ${want} committed with the action: refused, downloading it again"
+			rm -f "${cached}" "${tmp}/${asset}"
+		fi
+	fi
+	if [[ ! -f ${tmp}/${asset} ]]; then
+		log "downloading ${url}"
+		curl --fail --silent --show-error --location --proto '=https' --proto-redir '=https' \
+			--retry 3 --retry-delay 2 --connect-timeout 10 --max-time 300 \
+			--output "${tmp}/${asset}" "${url}" ||
+			die "download of ${url} failed (a private action repository needs \`version: source\`)"
+		got=$(sha256_of "${tmp}/${asset}")
+		if [[ ${got} != "${want}" ]]; then
+			rm -rf "${tmp}"
+			die "${asset} of release ${tag} has sha256 ${got}, but the action commits ${want} for it: refused"
+		fi
+		# For actions/cache to save; checked again when restored.
+		mkdir -p "${dir}/download"
+		cp "${tmp}/${asset}" "${cached}"
+	fi
+	# Extracted on every run: whatever is in <dir>/bin is replaced.
+	tar -xzf "${tmp}/${asset}" -C "${tmp}" "${NAME}" && [[ -f ${tmp}/${NAME} ]] ||
+		die "${asset} does not hold ${NAME} at its top level"
 	mkdir -p "${dir}/bin"
-	tar -xzf "${tmp}/${asset}" -C "${tmp}"
-	[[ -f ${tmp}/${NAME} ]] || die "${asset} does not contain ${NAME} at its top level"
 	command install -m 0755 "${tmp}/${NAME}" "${dir}/bin/${NAME}"
 	rm -rf "${tmp}"
 }
 
 install_source() {
-	local dir=${TG_DIR:?}
+	local dir=${TG_DIR:?} path
+	path=$(action_path)
+	if [[ -x ${dir}/bin/${NAME} ]]; then
+		# RUNNER_TEMP is emptied at the start of every job: an earlier step of
+		# this job built it from this very source.
+		log "reusing ${dir}/bin/${NAME}, built earlier in this job"
+		return
+	fi
 	command -v cargo >/dev/null ||
-		die "no prebuilt binary and no cargo on this runner: install Rust first (rustup), or use a release tag"
-	log "cargo install --locked --path ${GITHUB_ACTION_PATH}"
-	CARGO_TARGET_DIR="${RUNNER_TEMP:-/tmp}/${NAME}-target" \
-		cargo install --locked --quiet --path "${GITHUB_ACTION_PATH}" --root "${dir}" ||
+		die "no release binary is committed for this action and there is no cargo on this runner: install Rust first (rustup), or pin a released commit of the action"
+	# The build scripts of dependencies run here: they get a minimal
+	# environment, never the caller's (tokens, secrets).
+	local -a keep=()
+	local name
+	for name in PATH HOME CARGO_HOME RUSTUP_HOME RUSTUP_TOOLCHAIN \
+		HTTPS_PROXY https_proxy HTTP_PROXY http_proxy NO_PROXY no_proxy SSL_CERT_FILE SSL_CERT_DIR; do
+		if [[ -n ${!name:-} ]]; then keep+=("${name}=${!name}"); fi
+	done
+	log "cargo install --locked --path ${path} (clean environment)"
+	env -i "${keep[@]}" CARGO_TARGET_DIR="${RUNNER_TEMP:-/tmp}/${NAME}-target" \
+		cargo install --locked --quiet --path "${path}" --root "${dir}" ||
 		die "cargo install failed"
 }
 
 do_install() {
-	# A second use of the action in the same job finds the first one's binary.
-	if [[ -x ${TG_DIR:?}/bin/${NAME} ]] && "${TG_DIR}/bin/${NAME}" --version >&2; then
-		log "already installed in ${TG_DIR}"
-		return
-	fi
+	refuse_deploy_secrets
 	case "${TG_MODE:?}" in
 	release) install_release ;;
 	source) install_source ;;
 	*) die "unknown install mode '${TG_MODE}'" ;;
 	esac
-	"${TG_DIR}/bin/${NAME}" --version >&2 || die "installed binary does not run"
+	local bin="${TG_DIR}/bin/${NAME}"
+	"${bin}" --version >&2 || die "the installed binary does not run"
+	set_output path "${bin}"
 }
 
 case "${1:-}" in
 resolve) resolve ;;
 install) do_install ;;
-*) die "usage: install.sh resolve|install" ;;
+source-hash) source_hash "${2:?usage: install.sh source-hash DIR}" ;;
+*) die "usage: install.sh resolve|install|source-hash DIR" ;;
 esac

@@ -4,7 +4,7 @@
 #
 # Environment (set by action.yml; inputs are never expanded into script text):
 #   TG_BIN           path of the tracker-gitops binary
-#   TG_COMMAND       validate | check | plan | publish | deploy | status
+#   TG_COMMAND       validate | check | plan | publish
 #   TG_ENVIRONMENTS  whitespace-separated environment names (empty = all)
 #   TG_ARGS          extra arguments, split on whitespace (no quoting, no globbing)
 #   TG_COMMENT       plan: post/update the sticky PR comment (true/false)
@@ -72,11 +72,6 @@ env_flags() {
 	done
 }
 
-one_env() {
-	[[ ${#envs[@]} -eq 1 ]] ||
-		die "'${command}' needs exactly one environment name in 'environments' (got ${#envs[@]})"
-}
-
 cli=()
 uses_token=false
 case "${command}" in
@@ -113,11 +108,10 @@ publish)
 	uses_token=true
 	;;
 deploy | status)
-	one_env
-	cli=("${command}" --env "${envs[0]}")
+	die "'${command}' needs the deploy secrets, which a composite action would hand to every one of its steps: use 'command: install', then run '<binary output> ${command} --env NAME' in a step of its own that alone gets the secrets (docs/github.md)"
 	;;
 '') die "input 'command' is required" ;;
-*) die "unknown command '${command}' (validate|check|plan|publish|deploy|status)" ;;
+*) die "unknown command '${command}' (validate|check|plan|publish|install)" ;;
 esac
 cli+=("${extra[@]}")
 

@@ -3,17 +3,22 @@
 //! Everything that happens on the VM is `remote.sh`, fed over the stdin of the
 //! system OpenSSH client (`bash -s -- <op>`) after a prelude ([`protocol`])
 //! holding the request and the secrets. Here: the secrets, the host key
-//! pinning, the key file, and the marker lines the script prints on stdout,
-//! timed as they arrive.
+//! pinning, the key in memory, and the marker lines the script prints on
+//! stdout, timed as they arrive.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::environment::Deploy;
 use crate::environment::Environment;
+use crate::text::plural;
 
 mod protocol;
 pub use protocol::{MARKER, Outcome, Prelude, Step, Verdict};
@@ -27,13 +32,15 @@ pub const KEY_VARIABLE: &str = "TRACKER_GITOPS_SSH_KEY";
 /// How long a deploy waits for another one's lock on the VM.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long ssh and ssh-keyscan wait for the VM to accept and greet.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Steps whose time is docker compose's, not ours.
 const COMPOSE_STEPS: [Step; 3] = [Step::Pull, Step::Up, Step::Health];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // Names only: the values never reach an error message.
-    #[error("missing secret{}: {} (set {} in the environment)", plural(.0.len()), .0.join(", "), if .0.len() == 1 { "it" } else { "them" })]
+    #[error("missing {}: {} (set {} in the environment)", plural(.0.len(), "secret", "secrets"), .0.join(", "), plural(.0.len(), "it", "them"))]
     MissingSecrets(Vec<String>),
     #[error("no SSH key: pass --identity FILE or set {KEY_VARIABLE}")]
     NoKey,
@@ -51,8 +58,6 @@ pub enum Error {
     },
     #[error("no repository: pass --repository, set deploy.repository, or add an `origin` remote")]
     NoRepository(#[source] git2::Error),
-    #[error("branch {branch} not found in {repository}")]
-    NoBranch { repository: String, branch: String },
     #[error("{program} failed ({status}): {stderr}")]
     Tool {
         program: &'static str,
@@ -65,20 +70,26 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("cannot write a temporary file: {0}")]
-    TempFile(#[source] io::Error),
-    #[error("ssh connection to {0} failed (see above)")]
-    Connection(String),
+    #[error("cannot create an in-memory file for ssh: {0}")]
+    MemFile(#[source] io::Error),
+    #[error("cannot read the SSH host key of {host} port {port}: {cause}")]
+    Unreachable {
+        host: String,
+        port: u16,
+        cause: String,
+    },
+    #[error("ssh connection to {destination} port {port} failed: {cause}")]
+    Connection {
+        destination: String,
+        port: u16,
+        cause: String,
+    },
     #[error("the remote script ended without a result ({0})")]
     NoResult(ExitStatus),
     #[error("the remote script reported `{0}` but exited with {1}")]
     Protocol(&'static str, ExitStatus),
     #[error("reading the remote output: {0}")]
     Output(#[source] io::Error),
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Base64 (standard alphabet, padded), as remote.sh decodes it.
@@ -153,45 +164,50 @@ impl Secrets {
 #[derive(Debug)]
 pub enum Identity {
     File(PathBuf),
-    /// Key text, written to a 0600 temporary file for the life of the connection.
+    /// Key text, kept in memory (see [`MemFile`]) for the life of the connection.
     Text(String),
 }
 
-/// How to reach the VM: `deploy` of the environment plus a key. Holds the
-/// temporary known_hosts (and key) files; they go when it is dropped.
+/// How to reach the VM: `deploy` of the environment plus a key. The pinned
+/// known_hosts and a key given as text are [`MemFile`]s: nothing of them is
+/// on disk, and they vanish with the process, even on SIGKILL.
 #[derive(Debug)]
 pub struct Connection {
     destination: String,
     port: u16,
-    key: PathBuf,
-    known_hosts: PathBuf,
-    _dir: tempfile::TempDir,
+    key: Key,
+    known_hosts: MemFile,
+    /// The thread forwarding ssh's stderr; it returns ssh's last line, the
+    /// cause of a failed connection.
+    stderr: Mutex<Option<JoinHandle<String>>>,
+}
+
+#[derive(Debug)]
+enum Key {
+    File(PathBuf),
+    Memory(MemFile),
 }
 
 impl Connection {
     /// Pins the host key (scanning the host when only a fingerprint is given).
     pub fn new(deploy: &Deploy, identity: Identity) -> Result<Self, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("tracker-gitops-ssh.")
-            .tempdir()
-            .map_err(Error::TempFile)?;
-        let known_hosts = dir.path().join("known_hosts");
         let lines = known_hosts_lines(deploy)?;
-        std::fs::write(&known_hosts, lines).map_err(Error::TempFile)?;
+        let known_hosts =
+            MemFile::new("tracker-gitops-known-hosts", &lines).map_err(Error::MemFile)?;
         let key = match identity {
-            Identity::File(path) => path,
-            Identity::Text(text) => {
-                let path = dir.path().join("key");
-                write_private(&path, &text).map_err(Error::TempFile)?;
-                path
-            }
+            Identity::File(path) => Key::File(path),
+            // OpenSSH needs the final newline.
+            Identity::Text(text) => Key::Memory(
+                MemFile::new("tracker-gitops-key", &format!("{}\n", text.trim_end()))
+                    .map_err(Error::MemFile)?,
+            ),
         };
         Ok(Self {
             destination: format!("{}@{}", deploy.user, deploy.host),
             port: deploy.port,
             key,
             known_hosts,
-            _dir: dir,
+            stderr: Mutex::new(None),
         })
     }
 
@@ -199,20 +215,20 @@ impl Connection {
     /// remote command into one line for the VM's login shell: every argument
     /// is quoted for it.
     fn command(&self, args: &[&str]) -> Command {
+        let key = match &self.key {
+            Key::File(path) => path.clone(),
+            Key::Memory(file) => file.path(),
+        };
         let mut command = Command::new("ssh");
+        // No ssh_config (the runner's could redirect the host, alias its key
+        // or turn checking off): every option is here.
+        command.args(["-F", "/dev/null", "-T"]);
+        for option in self.options() {
+            command.arg("-o").arg(option);
+        }
         command
-            .args([
-                "-T",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20"])
             .arg("-i")
-            .arg(&self.key)
+            .arg(key)
             .arg("-p")
             .arg(self.port.to_string())
             .arg(&self.destination)
@@ -221,35 +237,117 @@ impl Connection {
         command
     }
 
-    /// Starts the remote script; its stdin is ours to feed, its stderr is shown as is.
+    fn options(&self) -> Vec<String> {
+        let pin = format!("UserKnownHostsFile={}", self.known_hosts.path().display());
+        let timeout = format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs());
+        [
+            // The pin is the only trust: no system known_hosts, no DNS, no
+            // learning or updating keys.
+            "StrictHostKeyChecking=yes",
+            "GlobalKnownHostsFile=/dev/null",
+            &pin,
+            "CheckHostIP=no",
+            "UpdateHostKeys=no",
+            "VerifyHostKeyDNS=no",
+            // Our key only: no agent, no prompt.
+            "BatchMode=yes",
+            "IdentitiesOnly=yes",
+            "IdentityAgent=none",
+            &timeout,
+            // A VM silent for 4 × 15 s is gone: a half-open connection fails
+            // in a minute instead of holding the job until it times out.
+            "ServerAliveInterval=15",
+            "ServerAliveCountMax=4",
+        ]
+        .iter()
+        .map(|option| option.to_string())
+        .collect()
+    }
+
+    /// Starts the remote script; its stdin is ours to feed, its stderr is
+    /// shown as it comes.
     fn spawn(&self, args: &[&str], stdout: Stdio) -> Result<std::process::Child, Error> {
-        self.command(args)
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(stdout)
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| Error::Spawn {
                 program: "ssh",
                 source,
-            })
+            })?;
+        let stderr = child.stderr.take().expect("piped");
+        let forwarder = std::thread::spawn(move || forward_stderr(stderr));
+        *self.stderr.lock().unwrap_or_else(PoisonError::into_inner) = Some(forwarder);
+        Ok(child)
+    }
+
+    /// The error for ssh's exit status 255 (it could not connect, or lost the
+    /// connection), with what ssh said last.
+    fn failed(&self) -> Error {
+        let said = self
+            .stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .and_then(|forwarder| forwarder.join().ok())
+            .filter(|line| !line.is_empty());
+        Error::Connection {
+            destination: self.destination.clone(),
+            port: self.port,
+            cause: said.unwrap_or_else(|| "ssh exited with status 255 and said nothing".into()),
+        }
+    }
+}
+
+/// Copies ssh's stderr (its own messages and the remote script's) to ours,
+/// line by line; returns the last non-empty line.
+fn forward_stderr(pipe: ChildStderr) -> String {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    let mut last = String::new();
+    while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+        let _ = io::stderr().write_all(&line);
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        if !text.is_empty() {
+            last = text;
+        }
+        line.clear();
+    }
+    last
+}
+
+/// An anonymous memory file (memfd), mode 0600, that other processes of this
+/// user open as `/proc/<our pid>/fd/<fd>`. The descriptor is close-on-exec,
+/// so no child inherits it; the file never touches a disk and is gone when
+/// this process ends, however it ends.
+#[derive(Debug)]
+struct MemFile(std::fs::File);
+
+impl MemFile {
+    fn new(name: &str, text: &str) -> io::Result<Self> {
+        use rustix::fs::{MemfdFlags, Mode, fchmod, memfd_create};
+        let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
+        // ssh refuses a key file others could read.
+        fchmod(&fd, Mode::from_raw_mode(0o600))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(text.as_bytes())?;
+        Ok(Self(file))
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.0.as_raw_fd()
+        ))
     }
 }
 
 /// `text` as one word for a POSIX shell: single-quoted, with `'` as `'\''`.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// ssh refuses key files others can read, and OpenSSH needs the final newline.
-fn write_private(path: &Path, text: &str) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.trim_end().as_bytes())?;
-    file.write_all(b"\n")
 }
 
 fn host_pattern(host: &str, port: u16) -> String {
@@ -279,24 +377,39 @@ fn known_hosts_lines(deploy: &Deploy) -> Result<String, Error> {
 
 /// Only a fingerprint is pinned: scan the host, keep the keys that match.
 fn scan_host_key(deploy: &Deploy, pattern: &str, expected: &str) -> Result<String, Error> {
-    let scanned = run_tool(
-        "ssh-keyscan",
-        Command::new("ssh-keyscan").args([
-            "-T",
-            "10",
-            "-p",
-            &deploy.port.to_string(),
-            &deploy.host,
-        ]),
-        None,
-    )?;
+    let timeout = CONNECT_TIMEOUT.as_secs().to_string();
+    let port = deploy.port.to_string();
+    let scan = Command::new("ssh-keyscan")
+        .args(["-T", &timeout, "-p", &port, &deploy.host])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: "ssh-keyscan",
+            source,
+        })?;
+    let scanned = String::from_utf8_lossy(&scan.stdout);
+    let offered: Vec<_> = scanned
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, kind, key, ..] => Some(format!("{pattern} {kind} {key}\n")),
+                _ => None,
+            },
+        )
+        .collect();
+    if offered.is_empty() {
+        // ssh-keyscan says nothing about why (not even on stderr for a refused
+        // or timed-out connection): ask the network ourselves.
+        let said = String::from_utf8_lossy(&scan.stderr);
+        return Err(Error::Unreachable {
+            host: deploy.host.clone(),
+            port: deploy.port,
+            cause: unreachable_cause(&deploy.host, deploy.port, said.trim()),
+        });
+    }
     let mut lines = String::new();
-    for line in scanned.lines().filter(|l| !l.starts_with('#')) {
-        let tokens: Vec<_> = line.split_whitespace().collect();
-        let [_, kind, key, ..] = tokens[..] else {
-            continue;
-        };
-        let entry = format!("{pattern} {kind} {key}\n");
+    for entry in offered {
         let listed = run_tool(
             "ssh-keygen",
             Command::new("ssh-keygen").args(["-lf", "-"]),
@@ -316,6 +429,36 @@ fn scan_host_key(deploy: &Deploy, pattern: &str, expected: &str) -> Result<Strin
         });
     }
     Ok(lines)
+}
+
+/// Why `host:port` offered no host key: the address it does not resolve to,
+/// or each address's connection error.
+fn unreachable_cause(host: &str, port: u16, keyscan_said: &str) -> String {
+    let addresses = match (host, port).to_socket_addrs() {
+        Ok(addresses) => addresses,
+        Err(e) => return format!("cannot resolve {host}: {e}"),
+    };
+    let mut causes = Vec::new();
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+            Ok(_) => {
+                let mut cause = format!(
+                    "{address} accepts connections but sent no SSH host key within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                );
+                if let Some(said) = keyscan_said.lines().last() {
+                    cause.push_str(&format!(" (ssh-keyscan: {said})"));
+                }
+                return cause;
+            }
+            Err(e) => causes.push(format!("connecting to {address}: {e}")),
+        }
+    }
+    if causes.is_empty() {
+        format!("{host} resolves to no address")
+    } else {
+        causes.join("; ")
+    }
 }
 
 /// Runs a local tool to completion, returning its stdout.
@@ -364,27 +507,8 @@ pub fn repository_url(
     // The URL reaches the VM in argv: never with credentials in it.
     remote
         .url()
-        .map(crate::publish::strip_credentials)
+        .map(crate::git::strip_credentials)
         .map_err(|_| Error::NoRepository(git2::Error::from_str("origin has no UTF-8 URL")))
-}
-
-/// The tip of `branch` in `repository`, asked with `git ls-remote`.
-pub fn branch_tip(repository: &str, branch: &str) -> Result<String, Error> {
-    let refname = format!("refs/heads/{branch}");
-    let listed = run_tool(
-        "git ls-remote",
-        Command::new("git").args(["ls-remote", "--", repository, &refname]),
-        None,
-    )?;
-    listed
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .find(|(_, name)| *name == refname)
-        .map(|(sha, _)| sha.to_string())
-        .ok_or_else(|| Error::NoBranch {
-            repository: repository.to_string(),
-            branch: branch.to_string(),
-        })
 }
 
 /// Who deploys, for the VM's audit log and lock: the GitHub actor and the
@@ -584,7 +708,7 @@ pub fn deploy(
 /// The error for a script that ended without a (consistent) result.
 fn ended(connection: &Connection, status: ExitStatus) -> Error {
     match status.code() {
-        Some(255) => Error::Connection(connection.destination.clone()),
+        Some(255) => connection.failed(),
         _ => Error::NoResult(status),
     }
 }
@@ -758,6 +882,60 @@ mod tests {
             known_hosts_lines(&deploy_section("nonsense", 22)),
             Err(Error::HostKey)
         ));
+    }
+
+    /// What the e2e test proves against a hostile ssh_config and known_hosts,
+    /// and the deadlines no test waits for.
+    #[test]
+    fn ssh_trusts_the_pin_only_and_gives_up_on_a_silent_vm() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake";
+        let connection = Connection::new(
+            &deploy_section(key, 2222),
+            Identity::Text("PRIVATE KEY TEXT".into()),
+        )
+        .unwrap();
+        let command = connection.command(&["status"]);
+        let args: Vec<_> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[..3], ["-F", "/dev/null", "-T"]);
+        let options: Vec<_> = args
+            .windows(2)
+            .filter(|pair| pair[0] == "-o")
+            .map(|pair| pair[1].as_str())
+            .collect();
+        for option in [
+            "StrictHostKeyChecking=yes",
+            "GlobalKnownHostsFile=/dev/null",
+            "ConnectTimeout=15",
+            "ServerAliveInterval=15",
+            "ServerAliveCountMax=4",
+        ] {
+            assert!(options.contains(&option), "{option} in {options:?}");
+        }
+        // The pin and the key are in memory, readable (by this user only)
+        // through /proc; the key is not in argv.
+        let pin = options
+            .iter()
+            .find_map(|o| o.strip_prefix("UserKnownHostsFile="))
+            .unwrap();
+        let identity = &args[args.iter().position(|a| a == "-i").unwrap() + 1];
+        for path in [pin, identity] {
+            assert!(path.starts_with("/proc/"), "{path}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(pin).unwrap(),
+            format!("[vm.example.org]:2222 {key}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(identity).unwrap(),
+            "PRIVATE KEY TEXT\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(identity).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!args.iter().any(|a| a.contains("PRIVATE KEY")));
     }
 
     #[test]

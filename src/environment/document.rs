@@ -13,7 +13,7 @@ use jsonc_parser::common::Ranged;
 use jsonc_parser::{CollectOptions, CommentCollectionStrategy, ParseOptions};
 use serde_json::Value;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 
 /// Environment files are a few kilobytes; anything this large is a mistake,
 /// refused before parsing so that it costs nothing.
@@ -43,6 +43,7 @@ impl Document {
         if bytes.len() > MAX_FILE_SIZE {
             return Err(vec![
                 Diagnostic::error(
+                    Code::FileTooLarge,
                     "",
                     0..0,
                     format!(
@@ -57,12 +58,13 @@ impl Document {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let at = e.valid_up_to();
             vec![
-                Diagnostic::error("", at..at + 1, "file is not valid UTF-8")
+                Diagnostic::error(Code::NotUtf8, "", at..at + 1, "file is not valid UTF-8")
                     .with_hint("save the file as UTF-8"),
             ]
         })?;
         if let Some(at) = too_deep(text) {
             return Err(vec![Diagnostic::error(
+                Code::TooDeep,
                 "",
                 at..at + 1,
                 format!("nesting deeper than {MAX_DEPTH} levels"),
@@ -87,16 +89,21 @@ impl Document {
         let parsed = jsonc_parser::parse_to_ast(text, &collect, &options).map_err(|e| {
             let range = e.range();
             vec![
-                Diagnostic::error("", range.start..range.end.max(range.start + 1), {
-                    let kind = e.kind().to_string();
-                    format!("invalid JSON: {}", lowercase_first(&kind))
-                })
+                Diagnostic::error(
+                    Code::SyntaxError,
+                    "",
+                    range.start..range.end.max(range.start + 1),
+                    {
+                        let kind = e.kind().to_string();
+                        format!("invalid JSON: {}", lowercase_first(&kind))
+                    },
+                )
                 .with_hint("environment files are strict JSON: no comments, no trailing commas"),
             ]
         })?;
         let Some(root) = parsed.value else {
             return Err(vec![
-                Diagnostic::error("", 0..0, "file is empty")
+                Diagnostic::error(Code::EmptyFile, "", 0..0, "file is empty")
                     .with_hint("run `tracker-gitops init NAME` for a complete example"),
             ]);
         };
@@ -241,6 +248,7 @@ impl Builder<'_> {
                         let (line, _) = line_of(self.text, first.start);
                         self.problems.push(
                             Diagnostic::error(
+                                Code::DuplicateKey,
                                 child.clone(),
                                 key_range.clone(),
                                 format!("duplicate key `{name}`"),
@@ -273,7 +281,7 @@ impl Builder<'_> {
             Ok(number) => Value::Number(number),
             Err(_) => {
                 self.problems.push(
-                    Diagnostic::error(pointer, span, "number out of range")
+                    Diagnostic::error(Code::NumberTooLarge, pointer, span, "number out of range")
                         .with_hint("use a number that fits in 64 bits"),
                 );
                 Value::Null
@@ -288,8 +296,13 @@ impl Builder<'_> {
         if let Some(i) = raw.bytes().position(|b| b < 0x20) {
             let at = span.start + i;
             self.problems.push(
-                Diagnostic::error(pointer, at..at + 1, "control character inside a string")
-                    .with_hint("write it escaped, for example \\n or \\u0000"),
+                Diagnostic::error(
+                    Code::ControlCharacter,
+                    pointer,
+                    at..at + 1,
+                    "control character inside a string",
+                )
+                .with_hint("write it escaped, for example \\n or \\u0000"),
             );
         }
     }

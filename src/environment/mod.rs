@@ -6,7 +6,9 @@ pub mod image;
 mod model;
 mod rules;
 pub mod schema;
+mod set;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,22 +17,23 @@ pub use document::Document;
 pub use model::*;
 pub use rules::check_name;
 pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES, reserved_secret_name};
+pub use set::{Namespace, NamespaceError};
 
-use crate::diagnostic::{Diagnostic, FileReport};
+use crate::diagnostic::{Code, Diagnostic, FileReport, display_path, display_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", display_path(.path))]
     Read { path: PathBuf, source: io::Error },
-    #[error("cannot list environments in {dir}: {source}")]
+    #[error("cannot list environments in {}: {source}", display_path(.dir))]
     List { dir: PathBuf, source: io::Error },
-    #[error("no environment files (*.json) in {dir}")]
+    #[error("no environment files (*.json) in {}", display_path(.dir))]
     NoEnvironments { dir: PathBuf },
-    #[error("no environment named `{name}` in {dir}")]
+    #[error("no environment named `{}` in {}", display_text(.name), display_path(.dir))]
     UnknownEnvironment { name: String, dir: PathBuf },
-    #[error("{path} already exists; refusing to overwrite it")]
+    #[error("{} already exists; refusing to overwrite it", display_path(.path))]
     Exists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {}: {source}", display_path(.path))]
     Write { path: PathBuf, source: io::Error },
 }
 
@@ -57,10 +60,7 @@ impl Environment {
 
     /// The deploy branch: the environment's own, else `<prefix><name>`.
     pub fn deploy_branch(&self, prefix: &str) -> String {
-        match &self.file.deploy.branch {
-            Some(branch) => branch.clone(),
-            None => format!("{prefix}{}", self.name),
-        }
+        self.file.deploy.branch_of(&self.name, prefix)
     }
 
     /// Every secret the stack needs at deploy time, in a stable order, once each.
@@ -81,6 +81,17 @@ impl Environment {
 pub struct Checked {
     pub report: FileReport,
     pub environment: Option<Environment>,
+    /// What the rules across files need, whenever the file could be typed
+    /// (even with errors, so that one run reports every problem).
+    deploy: Option<DeploySection>,
+}
+
+/// A file's `deploy` section, with the positions of everything in the file.
+#[derive(Debug)]
+struct DeploySection {
+    name: String,
+    deploy: Deploy,
+    document: Document,
 }
 
 /// Checks the file at `path`. Only failing to read it is an `Err`.
@@ -109,11 +120,12 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
             return Checked {
                 report: FileReport::new(display, text, diagnostics),
                 environment: None,
+                deploy: None,
             };
         }
     };
-    let schema = schema::check(&document);
-    let addresses = rules::check_addresses(&document);
+    let schema = schema::validate(&document);
+    let addresses = rules::bad_addresses(&document);
     // Unknown keys alone do not stop the cross-field rules: every problem in one run.
     let typed = (schema.only_unknown_keys() && addresses.is_empty()).then(|| {
         let mut value = document.value.clone();
@@ -126,21 +138,26 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
     diagnostics.extend(schema.diagnostics);
     diagnostics.extend(addresses);
     let mut environment = None;
+    let mut deploy = None;
     match typed {
         Some(Ok(file)) => {
-            diagnostics.extend(rules::check(&file, &document));
+            diagnostics.extend(rules::apply(&file, &document));
+            deploy = Some(file.deploy.clone());
             if clean {
                 environment = Some(Environment {
-                    name,
+                    name: name.clone(),
                     path: path.to_path_buf(),
                     file,
                 });
             }
         }
         // The schema and the model agree, so this is a bug; report it, don't panic.
-        Some(Err(e)) => {
-            diagnostics.push(Diagnostic::error("", 0..0, format!("internal error: {e}")))
-        }
+        Some(Err(e)) => diagnostics.push(Diagnostic::error(
+            Code::InternalError,
+            "",
+            0..0,
+            format!("internal error: {e}"),
+        )),
         None => {}
     }
     let report = FileReport::new(display, text, diagnostics);
@@ -150,7 +167,43 @@ pub fn check_bytes(path: &Path, bytes: &[u8]) -> Checked {
     Checked {
         report,
         environment,
+        deploy: deploy.map(|deploy| DeploySection {
+            name,
+            deploy,
+            document,
+        }),
     }
+}
+
+/// Checks `files` one by one, then as one set (the rules across files).
+pub fn check_files(files: &[PathBuf], namespace: &Namespace) -> Result<Vec<Checked>, Error> {
+    let mut checked = files
+        .iter()
+        .map(|path| check_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    set::check_set(&mut checked, namespace);
+    Ok(checked)
+}
+
+/// Checks the named environments of `dir` (all when `names` is empty) against
+/// every environment there: a file is never valid alone when it collides with
+/// another. Only the named ones are returned.
+pub fn check_selected(
+    dir: &Path,
+    names: &[String],
+    namespace: &Namespace,
+) -> Result<Vec<Checked>, Error> {
+    let selected = select(dir, names)?;
+    let all = discover(dir)?;
+    let mut checked: HashMap<PathBuf, Checked> = all
+        .iter()
+        .cloned()
+        .zip(check_files(&all, namespace)?)
+        .collect();
+    Ok(selected
+        .iter()
+        .filter_map(|path| checked.remove(path))
+        .collect())
 }
 
 /// Removes the member at `pointer` (an object key) from `value`.

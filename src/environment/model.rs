@@ -1,5 +1,6 @@
 //! The typed environment, built only from files that passed the schema.
-//! Defaults live here (and are mirrored as `default` in the schema for editors).
+//! Defaults live here, in the serde defaults; the schema's `default`s (for
+//! editors) and `init.json` are tied to them by the tests below.
 
 use std::net::SocketAddr;
 
@@ -230,6 +231,16 @@ pub struct Deploy {
     pub repository: Option<String>,
 }
 
+impl Deploy {
+    /// The deploy branch of the environment `name`: its own, else `<prefix><name>`.
+    pub fn branch_of(&self, name: &str, prefix: &str) -> String {
+        match &self.branch {
+            Some(branch) => branch.clone(),
+            None => format!("{prefix}{name}"),
+        }
+    }
+}
+
 pub const DEFAULT_MYSQL_IMAGE: &str = "mysql:8.4";
 
 fn default_log_level() -> LogLevel {
@@ -270,4 +281,176 @@ fn default_ssh_port() -> u16 {
 }
 fn yes() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::environment::{check_bytes, schema::SCHEMA, template};
+
+    /// Defaults the stack applies rather than serde, because the model keeps
+    /// the key's absence: an external MySQL server takes no image.
+    fn applied_later(pointer: &str) -> Option<Value> {
+        (pointer == "/tracker/core/database/image").then(|| json!(DEFAULT_MYSQL_IMAGE))
+    }
+
+    /// A walk of the schema over one environment file: `written` is the file,
+    /// `typed` the model's view of it (serialized, defaults filled in).
+    struct Walk {
+        schema: Value,
+        /// Schema locations of the `default`s compared with the model.
+        compared: BTreeSet<String>,
+    }
+
+    impl Walk {
+        fn new() -> Self {
+            Self {
+                schema: serde_json::from_str(SCHEMA).unwrap(),
+                compared: BTreeSet::new(),
+            }
+        }
+
+        fn file(&mut self, text: &str) {
+            let checked = check_bytes(Path::new("environments/x.json"), text.as_bytes());
+            let environment = checked
+                .environment
+                .unwrap_or_else(|| panic!("{text} is invalid: {:#?}", checked.report.diagnostics));
+            let written: Value = serde_json::from_str(text).unwrap();
+            let typed = serde_json::to_value(&environment.file).unwrap();
+            let root = self.schema.clone();
+            self.node("", &root, "", Some(&written), &typed);
+        }
+
+        /// `at` locates `node` in the schema, `pointer` the value in the file.
+        fn node(
+            &mut self,
+            at: &str,
+            node: &Value,
+            pointer: &str,
+            written: Option<&Value>,
+            typed: &Value,
+        ) {
+            let (at, node) = match node.get("$ref").and_then(Value::as_str) {
+                Some(target) => {
+                    let target = target.trim_start_matches('#').to_string();
+                    let node = self.schema.pointer(&target).unwrap().clone();
+                    return self.node(&target, &node, pointer, written, typed);
+                }
+                None => (at, node),
+            };
+            for (i, branch) in node["allOf"].as_array().into_iter().flatten().enumerate() {
+                if jsonschema::is_valid(&branch["if"], typed) {
+                    let at = format!("{at}/allOf/{i}/then");
+                    self.node(&at, &branch["then"], pointer, written, typed);
+                }
+            }
+            if let (Some(items), Some(list)) = (node.get("items"), typed.as_array()) {
+                for (i, item) in list.iter().enumerate() {
+                    let written = written.and_then(|w| w.get(i));
+                    let pointer = format!("{pointer}/{i}");
+                    self.node(&format!("{at}/items"), items, &pointer, written, item);
+                }
+            }
+            for (key, property) in node["properties"].as_object().into_iter().flatten() {
+                let at = format!("{at}/properties/{key}");
+                let pointer = format!("{pointer}/{key}");
+                let written = written.and_then(|w| w.get(key));
+                let value = typed.get(key).cloned().or_else(|| applied_later(&pointer));
+                match (property.get("default"), written, &value) {
+                    (Some(default), Some(written), _) => assert_eq!(
+                        written, default,
+                        "{pointer} is written as {written}, its default is {default}"
+                    ),
+                    (Some(default), None, value) => {
+                        assert_eq!(
+                            value.as_ref(),
+                            Some(default),
+                            "{pointer}: the schema's default is {default}, the model's {value:?}"
+                        );
+                        self.compared.insert(at.clone());
+                    }
+                    (None, None, Some(value)) if !value.is_object() && !value.is_array() => {
+                        panic!("{pointer}: the model fills in {value}, the schema has no default")
+                    }
+                    _ => {}
+                }
+                if let Some(typed) = typed.get(key) {
+                    self.node(&at, property, &pointer, written, typed);
+                }
+            }
+        }
+    }
+
+    /// Schema locations of every `default`.
+    fn defaults_in(node: &Value, at: &str, found: &mut BTreeSet<String>) {
+        match node {
+            Value::Object(map) => {
+                if map.contains_key("default") {
+                    found.insert(at.to_string());
+                }
+                for (key, child) in map {
+                    defaults_in(child, &format!("{at}/{key}"), found);
+                }
+            }
+            Value::Array(list) => {
+                for (i, child) in list.iter().enumerate() {
+                    defaults_in(child, &format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every optional section present, every key with a default left out.
+    const LEAVES_OUT_DEFAULTS: [&str; 2] = [
+        r#"{
+  "tracker": {
+    "image": "torrust/tracker:develop",
+    "core": { "private": false, "listed": false, "database": { "driver": "sqlite3" } },
+    "http_api": { "bind_address": "0.0.0.0:1212", "admin_token": { "secret": "TOKEN" } }
+  },
+  "prometheus": {},
+  "grafana": { "admin_password": { "secret": "GRAFANA" } },
+  "deploy": { "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }
+}"#,
+        r#"{
+  "tracker": {
+    "image": "torrust/tracker:develop",
+    "core": {
+      "private": true,
+      "listed": true,
+      "announce_policy": {},
+      "database": {
+        "driver": "mysql", "database_name": "torrust", "user": "torrust",
+        "password": { "secret": "MYSQL_PASSWORD" }
+      }
+    },
+    "udp_trackers": [{ "bind_address": "0.0.0.0:6969" }],
+    "http_api": { "bind_address": "0.0.0.0:1212", "admin_token": { "secret": "TOKEN" } }
+  },
+  "deploy": { "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }
+}"#,
+    ];
+
+    #[test]
+    fn the_schema_states_the_models_defaults() {
+        let mut walk = Walk::new();
+        for text in LEAVES_OUT_DEFAULTS {
+            walk.file(text);
+        }
+        let mut defaults = BTreeSet::new();
+        defaults_in(&walk.schema, "", &mut defaults);
+        assert!(defaults.len() >= 15, "{defaults:?}");
+        assert_eq!(walk.compared, defaults, "every schema default is compared");
+    }
+
+    #[test]
+    fn init_writes_the_defaults_or_leaves_them_out() {
+        Walk::new().file(&template("edge", "../schema/environment.schema.json"));
+    }
 }

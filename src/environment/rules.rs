@@ -1,4 +1,5 @@
-//! Rules the schema cannot express. Each produces its own diagnostic, positioned
+//! Rules the schema cannot express, each a small function named after what it
+//! requires, run from one list. Each produces its own diagnostic, positioned
 //! through the document's pointer index.
 
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use super::document::Document;
 use super::image::{ImageRef, tracker_image_facts};
 use super::model::{Database, EnvironmentFile};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 
 /// The environment name is the file stem: `[a-z][a-z0-9-]*`, no trailing or double dash.
 pub fn check_name(name: &str) -> Option<Diagnostic> {
@@ -31,6 +32,7 @@ pub fn check_name(name: &str) -> Option<Diagnostic> {
             .collect::<Vec<_>>()
             .join("-");
         Diagnostic::error(
+            Code::InvalidEnvironmentName,
             "",
             0..0,
             format!(
@@ -194,19 +196,20 @@ fn address_pointers(value: &Value) -> Vec<(String, &str)> {
 
 /// Addresses must parse as `ip:port` with a non-zero port. Runs on the raw value,
 /// before typing, so that each bad address gets its own positioned error.
-pub fn check_addresses(document: &Document) -> Vec<Diagnostic> {
+pub fn bad_addresses(document: &Document) -> Vec<Diagnostic> {
     address_pointers(&document.value)
         .into_iter()
         .filter_map(|(pointer, text)| {
             let span = document.value_span(&pointer);
             match text.parse::<SocketAddr>() {
                 Ok(address) if address.port() == 0 => Some(
-                    Diagnostic::error(pointer, span, "port 0 is not allowed here")
+                    Diagnostic::error(Code::PortZero, pointer, span, "port 0 is not allowed here")
                         .with_hint("choose a fixed port: clients and the firewall need to know it"),
                 ),
                 Ok(_) => None,
                 Err(_) => Some(
                     Diagnostic::error(
+                        Code::InvalidAddress,
                         pointer,
                         span,
                         format!("{:?} is not an `ip:port` address", truncate(text)),
@@ -313,11 +316,35 @@ fn conflict(a: &Socket, b: &Socket) -> bool {
                 && (a.address.ip().is_unspecified() || b.address.ip().is_unspecified())))
 }
 
-/// Cross-field rules over a typed, schema-valid file.
-pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
-    let mut found = Vec::new();
-    let span = |pointer: &str| document.value_span(pointer);
+/// A rule over a typed, schema-valid file: pushes what it finds onto `found`.
+type Rule = fn(&EnvironmentFile, &Document, &mut Vec<Diagnostic>);
 
+/// The rules over a typed file, in the order their diagnostics are found.
+const RULES: &[Rule] = &[
+    listener_conflicts,
+    reserved_secret_names,
+    grafana_needs_prometheus,
+    known_config_schema,
+    metrics_for_prometheus,
+    interval_min_within_interval,
+    mysql_user_not_root,
+    external_mysql_settings,
+    pinned_images,
+    valid_branch_name,
+];
+
+/// Applies every cross-field rule to a typed, schema-valid file.
+pub fn apply(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for rule in RULES {
+        rule(env, document, &mut found);
+    }
+    found
+}
+
+/// No two listeners that cannot both bind their port.
+fn listener_conflicts(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let span = |pointer: &str| document.value_span(pointer);
     let sockets = sockets(env);
     for (i, a) in sockets.iter().enumerate() {
         for b in sockets[i + 1..].iter().filter(|b| conflict(a, b)) {
@@ -334,6 +361,7 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
             };
             found.push(
                 Diagnostic::error(
+                    Code::PortConflict,
                     later.pointer.clone(),
                     span(&later.pointer),
                     format!(
@@ -347,38 +375,69 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
             );
         }
     }
+}
 
+/// No secret named like a variable of CI, the shell or a tool.
+fn reserved_secret_names(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
     for (pointer, name) in env.secret_references() {
         if reserved_secret_name(name) {
             found.push(
-                Diagnostic::error(pointer, span(pointer), format!("`{name}` cannot be a secret name"))
-                    .with_hint("it names a variable of CI, the shell or a tool; choose your own, e.g. TRACKER_ADMIN_TOKEN"),
+                Diagnostic::error(
+                    Code::ReservedSecretName,
+                    pointer,
+                    document.value_span(pointer),
+                    format!("`{name}` cannot be a secret name"),
+                )
+                .with_hint(
+                    "it names a variable of CI, the shell or a tool; choose your own, \
+                     e.g. TRACKER_ADMIN_TOKEN",
+                ),
             );
         }
     }
+}
 
+/// Grafana shows what Prometheus collects.
+fn grafana_needs_prometheus(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
     if env.grafana.is_some() && env.prometheus.is_none() {
         found.push(
-            Diagnostic::error("/grafana", document.object_span("/grafana"), "`grafana` needs `prometheus`")
-                .with_hint("Grafana shows what Prometheus collects: add a `prometheus` section or remove `grafana`"),
+            Diagnostic::error(
+                Code::GrafanaWithoutPrometheus,
+                "/grafana",
+                document.object_span("/grafana"),
+                "`grafana` needs `prometheus`",
+            )
+            .with_hint(
+                "Grafana shows what Prometheus collects: add a `prometheus` section or remove \
+                 `grafana`",
+            ),
         );
     }
+}
 
+/// The tracker's configuration schema is known from its image, or stated,
+/// and the two agree.
+fn known_config_schema(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
     let tracker = &env.tracker;
-    let facts = tracker_image_facts(&tracker.image);
-    match (facts, tracker.config_schema) {
+    match (tracker_image_facts(&tracker.image), tracker.config_schema) {
         (None, None) => found.push(
             Diagnostic::error(
+                Code::UnknownConfigSchema,
                 "/tracker/image",
-                span("/tracker/image"),
+                document.value_span("/tracker/image"),
                 format!("cannot tell which configuration schema `{}` takes", tracker.image),
             )
             .with_hint("add \"config_schema\": \"2.0.0\" (3.0.0 release) or \"3.0.0\" (develop builds from late August 2026 on)"),
         ),
         (Some(facts), Some(stated)) if facts.config_schema != stated => found.push(
             Diagnostic::error(
+                Code::ConfigSchemaMismatch,
                 "/tracker/config_schema",
-                span("/tracker/config_schema"),
+                document.value_span("/tracker/config_schema"),
                 format!(
                     "`{}` takes configuration schema {}, not {}",
                     tracker.image,
@@ -390,26 +449,40 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
         ),
         _ => {}
     }
-    if let (Some(facts), Some(_)) = (facts, &env.prometheus) {
+}
+
+/// Prometheus needs a tracker image known to serve metrics.
+fn metrics_for_prometheus(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let image = &env.tracker.image;
+    if let (Some(facts), Some(_)) = (tracker_image_facts(image), &env.prometheus) {
         if !facts.metrics {
             found.push(
                 Diagnostic::error(
+                    Code::NoMetrics,
                     "/prometheus",
                     document.object_span("/prometheus"),
-                    format!("`{}` has no metrics endpoints for Prometheus to scrape", tracker.image),
+                    format!("`{image}` has no metrics endpoints for Prometheus to scrape"),
                 )
                 .with_hint("the 3.0.0 release serves JSON stats only: use a `develop` build (pinned by digest) or remove `prometheus`"),
             );
         }
     }
+}
 
-    let policy = &tracker.core.announce_policy;
+/// Clients may announce at most every `interval_min`, so it cannot exceed `interval`.
+fn interval_min_within_interval(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let policy = &env.tracker.core.announce_policy;
     if policy.interval_min > policy.interval {
         let pointer = "/tracker/core/announce_policy/interval_min";
         found.push(
             Diagnostic::error(
+                Code::IntervalMinAboveInterval,
                 pointer,
-                span(pointer),
+                document.value_span(pointer),
                 format!(
                     "`interval_min` ({}) is greater than `interval` ({})",
                     policy.interval_min, policy.interval
@@ -418,34 +491,61 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
             .with_hint("clients may not announce more often than `interval_min`; keep it at or below `interval`"),
         );
     }
+}
 
-    if let Database::Mysql(mysql) = &tracker.core.database {
+/// The tracker connects to MySQL as a user of its own.
+fn mysql_user_not_root(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    if let Database::Mysql(mysql) = &env.tracker.core.database {
         if mysql.user == "root" {
             let pointer = "/tracker/core/database/user";
             found.push(
-                Diagnostic::error(pointer, span(pointer), "the tracker must not connect to MySQL as `root`")
-                    .with_hint("use a dedicated user, for example \"torrust\"; the root password (optional) is only for administration"),
+                Diagnostic::error(
+                    Code::MysqlRootUser,
+                    pointer,
+                    document.value_span(pointer),
+                    "the tracker must not connect to MySQL as `root`",
+                )
+                .with_hint(
+                    "use a dedicated user, for example \"torrust\"; the root password \
+                     (optional) is only for administration",
+                ),
             );
         }
-        if !mysql.bundled() {
-            for key in ["image", "root_password"] {
-                let pointer = format!("/tracker/core/database/{key}");
-                if document.place(&pointer).is_some() {
-                    found.push(
-                        Diagnostic::error(
-                            pointer.clone(),
-                            document.key_span(&pointer),
-                            format!("`{key}` only applies to the MySQL service run by the stack (host \"mysql\")"),
-                        )
-                        .with_hint(format!("remove `{key}`, or set `host` to \"mysql\" to run MySQL in the stack")),
-                    );
-                }
-            }
+    }
+}
+
+/// Settings of the MySQL service run by the stack, written for an external server.
+fn external_mysql_settings(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let Database::Mysql(mysql) = &env.tracker.core.database else {
+        return;
+    };
+    if mysql.bundled() {
+        return;
+    }
+    for key in ["image", "root_password"] {
+        let pointer = format!("/tracker/core/database/{key}");
+        if document.place(&pointer).is_some() {
+            found.push(
+                Diagnostic::error(
+                    Code::ExternalMysqlSetting,
+                    pointer.clone(),
+                    document.key_span(&pointer),
+                    format!("`{key}` only applies to the MySQL service run by the stack (host \"mysql\")"),
+                )
+                .with_hint(format!("remove `{key}`, or set `host` to \"mysql\" to run MySQL in the stack")),
+            );
         }
     }
+}
 
-    let mut images = vec![("/tracker/image", tracker.image.as_str())];
-    if let Database::Mysql(mysql) = &tracker.core.database {
+/// A warning for every image written with a tag that can move.
+fn pinned_images(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let mut images = vec![("/tracker/image", env.tracker.image.as_str())];
+    if let Database::Mysql(mysql) = &env.tracker.core.database {
         if let Some(image) = &mysql.image {
             images.push(("/tracker/core/database/image", image));
         }
@@ -460,29 +560,33 @@ pub fn check(env: &EnvironmentFile, document: &Document) -> Vec<Diagnostic> {
         if document.place(pointer).is_some() && ImageRef::parse(image).is_mutable() {
             found.push(
                 Diagnostic::warning(
+                    Code::MovingTag,
                     pointer,
-                    span(pointer),
+                    document.value_span(pointer),
                     format!("`{image}` is a moving tag: a redeploy may run a different build"),
                 )
                 .with_hint("pin the image by digest (`name@sha256:…`) so that what was reviewed is what runs"),
             );
         }
     }
+}
 
+/// An explicit deploy branch is a name git accepts.
+fn valid_branch_name(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
     if let Some(branch) = &env.deploy.branch {
         if !git2::Branch::name_is_valid(branch).unwrap_or(false) {
             let pointer = "/deploy/branch";
             found.push(
                 Diagnostic::error(
+                    Code::InvalidBranchName,
                     pointer,
-                    span(pointer),
+                    document.value_span(pointer),
                     format!("{branch:?} is not a valid git branch name"),
                 )
                 .with_hint("for example \"deploy/production\""),
             );
         }
     }
-    found
 }
 
 fn schema_name(schema: super::model::ConfigSchema) -> &'static str {

@@ -11,7 +11,7 @@ use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use super::document::{Document, escape_token};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 
 /// The schema text, as committed in `schema/environment.schema.json`.
 pub const SCHEMA: &str = include_str!("../../schema/environment.schema.json");
@@ -45,7 +45,7 @@ impl Violations {
 }
 
 /// Every schema violation in `document`.
-pub fn check(document: &Document) -> Violations {
+pub fn validate(document: &Document) -> Violations {
     let mut violations = Violations::default();
     for error in validator().iter_errors(&document.value) {
         let found = diagnose(document, &error);
@@ -81,6 +81,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
                 .map(|key| {
                     let at = format!("{pointer}/{}", escape_token(key));
                     let diagnostic = Diagnostic::error(
+                        Code::UnknownKey,
                         at.clone(),
                         document.key_span(&at),
                         format!("unknown key `{}`{}", printable(key), within(&pointer)),
@@ -98,6 +99,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             let key = property.as_str().unwrap_or_default();
             let at = format!("{pointer}/{}", escape_token(key));
             let mut diagnostic = Diagnostic::error(
+                Code::MissingKey,
                 at,
                 document.object_span(&pointer),
                 format!("missing required key `{key}`{}", within(&pointer)),
@@ -111,6 +113,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             let name = suggested_secret_name(&pointer);
             vec![
                 Diagnostic::error(
+                    Code::LiteralSecret,
                     pointer,
                     value_span,
                     format!("`{field}` must be a secret reference, not a value"),
@@ -122,6 +125,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             ]
         }
         ValidationErrorKind::Type { kind } => vec![Diagnostic::error(
+            Code::WrongType,
             pointer,
             value_span,
             format!(
@@ -138,6 +142,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
                 .map(|o| o.to_string())
                 .collect();
             let mut diagnostic = Diagnostic::error(
+                Code::InvalidChoice,
                 pointer,
                 value_span,
                 format!(
@@ -160,6 +165,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             vec![diagnostic]
         }
         ValidationErrorKind::Constant { expected_value } => vec![Diagnostic::error(
+            Code::InvalidChoice,
             pointer,
             value_span,
             format!(
@@ -192,16 +198,19 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             )]
         }
         ValidationErrorKind::MaxLength { limit } => vec![Diagnostic::error(
+            Code::WrongLength,
             pointer,
             value_span,
             format!("`{field}` is longer than {limit} characters"),
         )],
         ValidationErrorKind::MinLength { limit } => vec![Diagnostic::error(
+            Code::WrongLength,
             pointer,
             value_span,
             format!("`{field}` is shorter than {limit} characters"),
         )],
         ValidationErrorKind::MaxItems { limit } => vec![Diagnostic::error(
+            Code::WrongLength,
             pointer,
             value_span,
             format!("`{field}` has more than {limit} entries"),
@@ -216,6 +225,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             };
             vec![
                 Diagnostic::error(
+                    Code::InvalidFormat,
                     pointer,
                     value_span,
                     format!("`{field}` has an invalid value {}", short(instance)),
@@ -224,6 +234,7 @@ fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic>
             ]
         }
         _ => vec![Diagnostic::error(
+            Code::SchemaViolation,
             pointer,
             value_span,
             format!("`{field}` is invalid ({})", error.kind().keyword()),
@@ -241,6 +252,7 @@ fn bounded(
     keyword_parent: &str,
 ) -> Diagnostic {
     let diagnostic = Diagnostic::error(
+        Code::OutOfRange,
         pointer,
         span,
         format!(

@@ -40,15 +40,15 @@ fn random_hex() -> String {
 
 /// The loopback VM and everything the test leaves on this machine; all
 /// undone on drop, also when an assertion fails.
-struct Vm {
+pub(crate) struct Vm {
     dir: PathBuf,
-    root: String,
+    pub(crate) root: String,
     origin: String,
     env: Vec<(String, String)>,
 }
 
 impl Vm {
-    fn start(dir: PathBuf, origin: &Path) -> Self {
+    pub(crate) fn start(dir: PathBuf, origin: &Path) -> Self {
         let dir_s = dir.to_str().unwrap().to_string();
         sh(
             "bash",
@@ -80,7 +80,7 @@ impl Vm {
         vm
     }
 
-    fn var(&self, name: &str) -> &str {
+    pub(crate) fn var(&self, name: &str) -> &str {
         self.env
             .iter()
             .find(|(n, _)| n == name)
@@ -210,7 +210,7 @@ impl Ctx<'_> {
         let mut publish = vec!["publish", "--env", "e2e", "--remote", "origin", "--push"];
         publish.extend(&overrides);
         self.run(&render).expect(0);
-        self.project.commit_all(message);
+        self.project.commit_reviewed(message);
         self.run(&publish).expect(0);
         self.project
             .git(&["--git-dir", "origin.git", "rev-parse", "deploy/e2e"])
@@ -478,9 +478,33 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     assert_eq!(tracker_health(), "healthy");
     ctx.run(&["status", "--env", "e2e"]).expect(0);
 
+    // (4a) a commit pushed straight to the deploy branch, keeping publish's
+    // message and provenance but bind-mounting the host's /etc: refused
+    // before anything touches the VM.
+    let services = ["tracker", "prometheus"];
+    let containers = services.map(container);
+    let record = Path::new(&vm.root).join("deployed");
+    let deployed = std::fs::read_to_string(&record).unwrap();
+    let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
+    project.forge_etc_bind_mount("deploy/e2e");
+    let run = ctx.deploy().expect(2);
+    assert!(
+        run.stderr()
+            .contains("its files are not exactly build/e2e of its source"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(services.map(container), containers);
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), deployed);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap(),
+        audit
+    );
+    project.origin_git(&["update-ref", "refs/heads/deploy/e2e", &c4]);
+
     let c4 = c4.as_str();
 
-    // (6) SIGTERM to the remote script while compose brings up a new commit:
+    // (5) SIGTERM to the remote script while compose brings up a new commit:
     // rolled back to c4, and no compose is left running
     project.write(
         env_file,
@@ -525,7 +549,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         "{audit}"
     );
 
-    // (7) an older commit is refused, the VM untouched (and the lock is free)
+    // (6) an older commit is refused, the VM untouched (and the lock is free)
     let tracker_before = container("tracker");
     let run = ctx.deploy_with(&["--commit", &c2]).expect(2);
     assert!(
@@ -537,7 +561,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     assert!(!run.stderr().contains("deploy in progress"));
     assert_eq!(container("tracker"), tracker_before);
 
-    // (8) a file the commit does not have, in the VM's checkout: status
+    // (7) a file the commit does not have, in the VM's checkout: status
     // reports it; the next deploy (the downgrade, now asked for) removes it;
     // the tracker's data stays
     let checkout = Path::new(&vm.root).join("checkout");
@@ -576,7 +600,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let status = ctx.run(&["status", "--env", "e2e"]).expect(1);
     assert!(!status.stdout().contains("drift"), "{}", status.stdout());
 
-    // (9) rollback: back to the commit deployed before c2 that is older than
+    // (8) rollback: back to the commit deployed before c2 that is older than
     // it (c1), with the secrets c1 was deployed with (none come from CI)
     let run = ctx
         .run_without_secrets(&["rollback", "--env", "e2e", "--no-pull", "--timeout", "90"])
@@ -593,7 +617,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     );
     assert_eq!(code, 200, "{body}");
 
-    // (10) the tokens never left the process environment and the VM
+    // (9) the tokens never left the process environment and the VM
     let printed = ctx.log.0.lock().unwrap();
     assert!(!printed.is_empty());
     for token in [&ctx.token, &ctx.renamed_token] {

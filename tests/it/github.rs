@@ -209,6 +209,7 @@ fn the_comment_is_found_past_the_first_hundred() {
     // Nor does a person's comment that starts with the marker.
     second[10] = comment(111, &format!("{MARKER}\nnot from the workflow"));
     second[10]["user"]["type"] = "User".into();
+    second[10]["user"]["login"] = "octocat".into();
     second[24] = comment(4242, &format!("{MARKER}\nan older plan"));
     github.mount(
         Mock::given(method("GET"))
@@ -237,6 +238,55 @@ fn the_comment_is_found_past_the_first_hundred() {
     assert_eq!(
         writes[0].0,
         "POST /repos/torrust/tracker-deploy/issues/comments/4242"
+    );
+}
+
+#[test]
+fn another_authors_marker_comment_is_never_taken_over() {
+    let project = prometheus_change();
+    let github = GitHub::start();
+    // Another app's bot posted a comment carrying the marker first.
+    let mut planted = comment(21, &format!("{MARKER}\nplanted by another app"));
+    planted["user"]["login"] = "other-app[bot]".into();
+    let ours = comment(22, &format!("{MARKER}\nan older plan"));
+    let update = |id: u64| {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/repos/torrust/tracker-deploy/issues/comments/{id}"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(comment(id, "updated")))
+    };
+    github.comments(vec![planted.clone(), ours.clone()]);
+    github.mount(update(22));
+    let run = plan_comment(&project, &github, "pull_request.json", &[]).expect(0);
+    assert!(
+        run.stderr().contains("plan updated on #7 (comment 22)"),
+        "{}",
+        run.stderr()
+    );
+    let writes = github.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(
+        writes[0].0,
+        "POST /repos/torrust/tracker-deploy/issues/comments/22"
+    );
+
+    // Only ever one login: commenting as that app adopts its comment instead.
+    github.reset();
+    github.comments(vec![planted, ours]);
+    github.mount(update(21));
+    plan_comment(
+        &project,
+        &github,
+        "pull_request.json",
+        &[("TRACKER_GITOPS_COMMENT_AUTHOR", "other-app[bot]")],
+    )
+    .expect(0);
+    let writes = github.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(
+        writes[0].0,
+        "POST /repos/torrust/tracker-deploy/issues/comments/21"
     );
 }
 

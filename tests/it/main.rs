@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per command, shared helpers in
 //! `harness`.
 
+mod action;
 mod deploy;
 mod github;
 mod harness;
@@ -8,5 +9,7 @@ mod plan;
 mod publish;
 mod remote;
 mod render;
+mod ssh;
+mod verify;
 
 mod validate;

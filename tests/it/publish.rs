@@ -5,12 +5,6 @@ use serde_json::json;
 
 use crate::harness::Project;
 
-fn origin(project: &Project, args: &[&str]) -> String {
-    let mut full = vec!["--git-dir", "origin.git"];
-    full.extend_from_slice(args);
-    project.git(&full)
-}
-
 #[test]
 fn first_publish_creates_branches_then_nothing_changes() {
     let project = Project::with_examples_in_git();
@@ -32,10 +26,7 @@ fn first_publish_creates_branches_then_nothing_changes() {
     assert_eq!(published.as_object().unwrap().len(), 3);
 
     // The branch holds exactly build/<env>/ plus the provenance file, with no parent.
-    let files = origin(
-        &project,
-        &["ls-tree", "-r", "--name-only", "deploy/staging"],
-    );
+    let files = project.origin_git(&["ls-tree", "-r", "--name-only", "deploy/staging"]);
     let mut expected: Vec<String> = project
         .git(&["ls-files", "build/staging"])
         .lines()
@@ -48,24 +39,25 @@ fn first_publish_creates_branches_then_nothing_changes() {
     assert_eq!(files, expected);
     for file in ["docker-compose.yml", "storage/tracker/etc/tracker.toml"] {
         assert_eq!(
-            origin(&project, &["show", &format!("deploy/staging:{file}")]),
+            project.origin_git(&["show", &format!("deploy/staging:{file}")]),
             project.read(&format!("build/staging/{file}")),
         );
     }
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "1"
     );
-    let source: serde_json::Value = serde_json::from_str(&origin(
-        &project,
-        &["show", "deploy/staging:.tracker-gitops/source.json"],
-    ))
+    let source: serde_json::Value = serde_json::from_str(
+        &project.origin_git(&["show", "deploy/staging:.tracker-gitops/source.json"]),
+    )
     .unwrap();
     assert_eq!(source["commit"], head.trim());
     assert_eq!(source["environment_file"], "environments/staging.json");
     assert_eq!(source["ref"], "refs/heads/main");
 
-    let message = origin(&project, &["log", "-1", "--format=%B", "deploy/production"]);
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/production"]);
     let trailers = crate::harness::tool("git")
         .args(["interpret-trailers", "--parse"])
         .stdin(std::process::Stdio::piped())
@@ -85,7 +77,7 @@ fn first_publish_creates_branches_then_nothing_changes() {
             head.trim()
         )
     );
-    origin(&project, &["fsck", "--strict"]);
+    project.origin_git(&["fsck", "--strict"]);
 
     // HEAD, the index and the working tree were not touched.
     assert_eq!(project.git(&["rev-parse", "HEAD"]), head);
@@ -99,7 +91,9 @@ fn first_publish_creates_branches_then_nothing_changes() {
         "production: unchanged (deploy/production)\nstable: unchanged (deploy/stable)\nstaging: unchanged (deploy/staging)\n"
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "1"
     );
 }
@@ -114,7 +108,7 @@ fn a_change_makes_exactly_one_commit_and_removed_files_disappear() {
         env.as_object_mut().unwrap().remove("prometheus");
     });
     project.run(&["render"]).expect(0);
-    project.commit_all("drop prometheus from staging");
+    project.commit_reviewed("drop prometheus from staging");
     let run = project
         .run(&["publish", "--remote", "origin", "--push"])
         .expect(0);
@@ -124,22 +118,23 @@ fn a_change_makes_exactly_one_commit_and_removed_files_disappear() {
         run.stdout()
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/staging"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/staging"])
+            .trim(),
         "2"
     );
     assert_eq!(
-        origin(&project, &["rev-list", "--count", "deploy/stable"]).trim(),
+        project
+            .origin_git(&["rev-list", "--count", "deploy/stable"])
+            .trim(),
         "1"
     );
-    let subject = origin(&project, &["log", "-1", "--format=%s", "deploy/staging"]);
+    let subject = project.origin_git(&["log", "-1", "--format=%s", "deploy/staging"]);
     assert!(subject.starts_with("staging: deploy "), "{subject}");
     assert!(subject.contains("prometheus removed"), "{subject}");
-    let files = origin(
-        &project,
-        &["ls-tree", "-r", "--name-only", "deploy/staging"],
-    );
+    let files = project.origin_git(&["ls-tree", "-r", "--name-only", "deploy/staging"]);
     assert!(!files.contains("prometheus.yml"), "{files}");
-    let tree = origin(&project, &["rev-parse", "deploy/staging^{tree}"]);
+    let tree = project.origin_git(&["rev-parse", "deploy/staging^{tree}"]);
     let expected = tracker_gitops::tree::Tree::read_dir(&project.join("build/staging")).unwrap();
     assert_eq!(files.lines().count(), expected.len() + 1, "{tree}");
 }
@@ -186,22 +181,28 @@ fn the_environments_own_branch_wins_and_local_publish_needs_no_remote() {
 #[test]
 fn racing_publishers_both_land() {
     let project = Project::with_examples_in_git();
-    project
-        .run(&[
-            "publish", "--env", "staging", "--remote", "origin", "--push",
-        ])
-        .expect(0);
-    let origin_path = project.join("origin.git");
-    let origin_url = origin_path.to_str().unwrap();
+    publish_staging(&project);
+    let daemon = GitDaemon::serve(project.path());
+    let origin_url = &daemon.url("origin.git");
+    // Two merges in a row on origin's main (b's on top of a's), each
+    // publishing from its own clone.
     for (clone, interval) in [("a", 30), ("b", 60)] {
-        project.git(&["clone", "-q", origin_url, clone]);
-        // The clone holds only deploy branches; give it the source from the project.
-        std::fs::remove_dir_all(project.join(clone)).unwrap();
+        // The clone holds the source from the project, with origin as its remote.
         project.git(&["clone", "-q", project.path().to_str().unwrap(), clone]);
         project.git_in(clone, &["remote", "set-url", "origin", origin_url]);
+        project.git_in(clone, &["pull", "-q", "--ff-only", "origin", "main"]);
         project.edit_json(&format!("{clone}/environments/staging.json"), |env| {
             env["prometheus"]["scrape_interval"] = json!(interval);
         });
+        let render = std::process::Command::new(env!("CARGO_BIN_EXE_tracker-gitops"))
+            .current_dir(project.join(clone))
+            .arg("render")
+            .output()
+            .unwrap();
+        assert!(render.status.success());
+        project.git_in(clone, &["add", "-A"]);
+        project.git_in(clone, &["commit", "-qm", "change"]);
+        project.git_in(clone, &["push", "-q", "origin", "HEAD:main"]);
     }
     let binary = env!("CARGO_BIN_EXE_tracker-gitops");
     let handles: Vec<_> = ["a", "b"]
@@ -209,33 +210,6 @@ fn racing_publishers_both_land() {
         .map(|clone| {
             let dir = project.join(clone);
             std::thread::spawn(move || {
-                let render = std::process::Command::new(binary)
-                    .current_dir(&dir)
-                    .arg("render")
-                    .output()
-                    .unwrap();
-                assert!(render.status.success());
-                for args in [
-                    vec!["add", "-A"],
-                    vec![
-                        "-c",
-                        "user.name=T",
-                        "-c",
-                        "user.email=t@e",
-                        "commit",
-                        "-qm",
-                        "change",
-                    ],
-                ] {
-                    assert!(
-                        std::process::Command::new("git")
-                            .current_dir(&dir)
-                            .args(&args)
-                            .status()
-                            .unwrap()
-                            .success()
-                    );
-                }
                 std::process::Command::new(binary)
                     .current_dir(&dir)
                     .args([
@@ -254,7 +228,7 @@ fn racing_publishers_both_land() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let log = origin(&project, &["log", "--format=%P", "deploy/staging"]);
+    let log = project.origin_git(&["log", "--format=%P", "deploy/staging"]);
     let parents: Vec<_> = log.lines().collect();
     assert_eq!(
         parents.len(),
@@ -265,5 +239,256 @@ fn racing_publishers_both_land() {
         parents.iter().all(|p| p.split_whitespace().count() <= 1),
         "linear history"
     );
-    origin(&project, &["fsck", "--strict"]);
+    project.origin_git(&["fsck", "--strict"]);
+}
+
+/// `git daemon` serving a directory, receive-pack enabled: a real git server,
+/// which updates a ref only if it still holds what the pusher saw. (libgit2's
+/// transport for local paths overwrites it, so concurrent pushes to a path
+/// can lose one.) Stopped on drop.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn serve(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = crate::harness::tool("git")
+            .arg("daemon")
+            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
+            .args(["--enable=receive-pack", &format!("--port={port}")])
+            .arg(format!("--base-path={}", dir.display()))
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Self { child, port };
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "git daemon did not start on port {port}");
+        daemon
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("git://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The staging environment with a change, rendered and committed (not pushed).
+fn staging_change(project: &Project) {
+    project.edit_json("environments/staging.json", |env| {
+        env["prometheus"]["scrape_interval"] = json!(30);
+    });
+    project.run(&["render"]).expect(0);
+    project.commit_all("scrape every 30 seconds");
+}
+
+/// `publish --push` of staging, which must succeed; its stdout.
+fn publish_staging(project: &Project) -> String {
+    project
+        .run(&[
+            "publish", "--env", "staging", "--remote", "origin", "--push",
+        ])
+        .expect(0)
+        .stdout()
+}
+
+fn origin_branches(project: &Project) -> String {
+    project.origin_git(&["branch", "--list", "deploy/*"])
+}
+
+#[test]
+fn an_unpushed_source_is_not_published() {
+    let project = Project::with_examples_in_git();
+    staging_change(&project);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    assert!(
+        run.stderr()
+            .contains(&format!("{} is not on main of origin", head.trim())),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("--allow-unreviewed"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(origin_branches(&project), "");
+}
+
+#[test]
+fn a_source_on_an_unmerged_branch_is_not_published_unless_that_branch_is_tracked() {
+    let project = Project::with_examples_in_git();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    staging_change(&project);
+    project.push_to_origin("feature");
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    assert!(
+        run.stderr().contains("is not on main of origin"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(origin_branches(&project), "");
+    // Another tracked branch, named explicitly.
+    project.publish_from_branch("feature", &[]).expect(0);
+    assert!(origin_branches(&project).contains("deploy/staging"));
+}
+
+#[test]
+fn allow_unreviewed_publishes_locally_and_never_pushes() {
+    let project = Project::with_examples_in_git();
+    staging_change(&project);
+    let run = project
+        .run(&[
+            "publish",
+            "--remote",
+            "origin",
+            "--push",
+            "--allow-unreviewed",
+        ])
+        .expect(2);
+    assert!(run.stderr().contains("--push"), "{}", run.stderr());
+    let run = project
+        .run(&[
+            "publish",
+            "--env",
+            "staging",
+            "--remote",
+            "origin",
+            "--allow-unreviewed",
+        ])
+        .expect(0);
+    assert!(run.stdout().starts_with("staging: "), "{}", run.stdout());
+    let source = project.git(&["show", "deploy/staging:.tracker-gitops/source.json"]);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    assert!(source.contains(head.trim()), "{source}");
+    assert_eq!(origin_branches(&project), "");
+}
+
+/// A deploy-branch tip holding the right bytes with another mode or entry
+/// type (pushed by hand) is not "unchanged": publish replaces it with a
+/// commit of exactly the render, every file a regular 0644 file.
+#[test]
+fn modes_and_entry_types_are_changes() {
+    let project = Project::with_examples_in_git();
+    publish_staging(&project);
+    let compose = project.origin_git(&["rev-parse", "deploy/staging:docker-compose.yml"]);
+    let compose = compose.trim();
+    let tip = project.origin_git(&["rev-parse", "deploy/staging"]);
+    let executable = format!("100755,{compose},docker-compose.yml");
+    let symlink = format!("120000,{compose},docker-compose.yml");
+    let submodule = format!("160000,{},vendor", tip.trim());
+    for (what, edit) in [
+        ("executable bit", ["--cacheinfo", &executable].to_vec()),
+        ("symlink", ["--cacheinfo", &symlink].to_vec()),
+        ("submodule", ["--add", "--cacheinfo", &submodule].to_vec()),
+    ] {
+        let forged = project.forge_in_origin("deploy/staging", &[&edit], None);
+        let out = publish_staging(&project);
+        assert!(
+            out.starts_with("staging: ") && !out.contains("unchanged"),
+            "{what}: {out}"
+        );
+        let tip = project.origin_git(&["rev-parse", "deploy/staging"]);
+        assert_ne!(tip.trim(), forged, "{what}");
+        let subject = project.origin_git(&["log", "-1", "--format=%s", "deploy/staging"]);
+        assert!(subject.contains("(no content change)"), "{what}: {subject}");
+        let modes = project.origin_git(&["ls-tree", "-r", "deploy/staging"]);
+        assert!(
+            modes.lines().all(|l| l.starts_with("100644 blob ")),
+            "{what}:\n{modes}"
+        );
+        assert_eq!(
+            publish_staging(&project),
+            "staging: unchanged (deploy/staging)\n"
+        );
+    }
+}
+
+/// A tip with the right files whose provenance points off the tracked branch
+/// (pushed by hand) is replaced by one made from the reviewed source.
+#[test]
+fn a_tip_from_an_unreviewed_source_is_republished() {
+    let project = Project::with_examples_in_git();
+    publish_staging(&project);
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
+    let head = project.git(&["rev-parse", "HEAD"]);
+    let elsewhere = message.replace(head.trim(), &"1".repeat(40));
+    project.forge_in_origin("deploy/staging", &[], Some(&elsewhere));
+    let out = publish_staging(&project);
+    assert!(!out.contains("unchanged"), "{out}");
+    let message = project.origin_git(&["log", "-1", "--format=%B", "deploy/staging"]);
+    assert!(
+        message.contains(&format!("Source-Commit: {}", head.trim())),
+        "{message}"
+    );
+}
+
+/// What publish writes is what render writes: an executable bit committed
+/// in build/ is refused, not published.
+#[test]
+fn a_committed_build_with_other_modes_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::with_examples_in_git();
+    let file = project.join("build/staging/docker-compose.yml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    project.commit_reviewed("an executable compose file");
+    let run = project
+        .run(&["publish", "--remote", "origin", "--push"])
+        .expect(2);
+    let expected = "is not exactly what render writes \
+        (docker-compose.yml: an executable file, expected a regular file)";
+    assert!(run.stderr().contains(expected), "{}", run.stderr());
+    assert_eq!(origin_branches(&project), "");
+}
+
+/// `deploy.branch: "main"` would put the rendered tree on top of the source
+/// branch and fast-forward the remote's `main`: refused before any commit.
+#[test]
+fn a_deploy_branch_outside_the_namespace_is_never_published() {
+    let project = Project::with_examples_in_git();
+    project.git(&["push", "-q", "origin", "main"]);
+    project.edit_json("environments/production.json", |env| {
+        env["deploy"]["branch"] = json!("main");
+    });
+    project.commit_all("production deploys from main");
+    let head = project.git(&["rev-parse", "main"]);
+    project
+        .run(&[
+            "publish",
+            "--env",
+            "production",
+            "--remote",
+            "origin",
+            "--push",
+        ])
+        .expect(2)
+        .expect_stderr("error: deploy branch `main` is outside the deploy namespace `deploy/`");
+    assert_eq!(project.git(&["rev-parse", "main"]), head);
+    assert_ne!(project.origin_git(&["rev-parse", "main"]), head);
+    assert!(
+        project
+            .origin_git(&["branch", "--list", "deploy/*"])
+            .is_empty()
+    );
 }

@@ -79,6 +79,92 @@ fn check_reports_changed_missing_and_orphaned_files() {
     assert_eq!(project.read("build/notes/todo.txt"), "keep me\n");
 }
 
+/// What a run printed on both streams, cut into lines the way the GitHub
+/// runner cuts them (at `\n` and at `\r`) when it looks for workflow commands.
+fn runner_lines(run: &crate::harness::Run) -> Vec<String> {
+    let both = format!("{}\n{}", run.stdout(), run.stderr());
+    both.split(['\n', '\r']).map(str::to_string).collect()
+}
+
+#[test]
+fn check_and_publish_never_follow_a_symlink_in_build() {
+    const MARKER: &str = "outside-build-marker-5e1d";
+    for (link, target) in [
+        // A rendered file replaced by a link to a file outside build/.
+        ("build/stable/docker-compose.yml", "outside/secret.txt"),
+        // A link to a directory, and a whole environment as a link.
+        ("build/staging/storage/linked", "outside"),
+        ("build/production", "outside"),
+    ] {
+        let project = Project::with_examples_in_git();
+        project.write("outside/secret.txt", format!("{MARKER}\n"));
+        project.write("outside/.tracker-gitops/stack.json", MARKER);
+        let path = project.join(link);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&path);
+        std::os::unix::fs::symlink(project.join(target), &path).unwrap();
+        for args in [&["render", "--check"][..], &["publish"], &["render"]] {
+            let run = project
+                .run(args)
+                .expect(2)
+                .expect_stderr(&format!("error: {link} is a symbolic link: "));
+            assert!(
+                !run.stdout().contains(MARKER) && !run.stderr().contains(MARKER),
+                "{args:?} {link}: the link was followed:\n{}{}",
+                run.stdout(),
+                run.stderr()
+            );
+        }
+        // Nothing was replaced or removed.
+        assert!(path.symlink_metadata().unwrap().is_symlink());
+    }
+}
+
+#[test]
+fn a_link_beside_the_rendered_environments_is_neither_followed_nor_removed() {
+    let project = rendered_examples();
+    project.write("outside/.tracker-gitops/stack.json", "{}");
+    std::os::unix::fs::symlink(project.join("outside"), project.join("build/elsewhere")).unwrap();
+    project.run(&["render", "--check"]).expect(0);
+    project.run(&["render"]).expect(0);
+    assert!(
+        project
+            .join("build/elsewhere/.tracker-gitops/stack.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn orphaned_file_names_cannot_inject_workflow_commands() {
+    let project = rendered_examples();
+    project.write(
+        "build/stable/notes\n::error::pwned",
+        "x\r::error::pwned-by-content\n",
+    );
+    let output = project
+        .command(&["render", "--check"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let run = crate::harness::Run(output).expect(1);
+    for line in runner_lines(&run) {
+        assert!(
+            !line.starts_with("::error::pwned"),
+            "{line:?} in:\n{}",
+            run.stdout()
+        );
+    }
+    let out = run.stdout();
+    assert!(
+        out.contains(
+            "  orphaned: notes\\n::error::pwned\n\
+             --- a/build/stable/notes\\n::error::pwned\n+++ /dev/null\n@@ -1,2 +0,0 @@\n\
+             -x\r-::error::pwned-by-content\n"
+        ),
+        "{out}"
+    );
+}
+
 #[test]
 fn an_invalid_environment_writes_nothing() {
     let project = rendered_examples();

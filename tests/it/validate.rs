@@ -1,5 +1,7 @@
 //! `validate`, `init` and `schema` against the shipped examples and the corpus of
-//! bad files in `tests/corpus/`, each with the exact diagnostics it must produce.
+//! bad files in `tests/corpus/`, each with the exact diagnostics it must produce:
+//! one file per case, and in `tests/corpus/cross/<case>/` sets of files that
+//! are each valid alone but collide (the rules across files).
 
 use crate::harness::{Project, repo_root};
 
@@ -34,7 +36,9 @@ fn validate_corpus_file(name: &str, extra_env: &[(&str, &str)]) -> (i32, String,
 fn every_corpus_case_gives_its_diagnostics() {
     let mut names: Vec<String> = std::fs::read_dir(repo_root().join("tests/corpus"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap().path())
+        .filter(|path| path.is_file())
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert!(names.len() >= 30, "the corpus is incomplete: {names:?}");
@@ -71,7 +75,7 @@ fn github_actions_get_workflow_commands() {
     assert_eq!(code, 1);
     assert!(
         stdout.contains(
-            "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
+            "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error [unknown-key]::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
         ),
         "{stdout}"
     );
@@ -181,5 +185,185 @@ fn schema_prints_the_committed_schema() {
     assert_eq!(
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
+    );
+}
+
+/// A project holding the files of one cross-file corpus case in `environments/`.
+fn cross_corpus_case(case: &str) -> Project {
+    Project::with_environments_from(&repo_root().join("tests/corpus/cross").join(case))
+}
+
+#[test]
+fn every_cross_file_corpus_case_gives_its_diagnostics() {
+    let mut cases: Vec<String> = std::fs::read_dir(repo_root().join("tests/corpus/cross"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 6,
+        "the cross-file corpus is incomplete: {cases:?}"
+    );
+    for case in cases {
+        let project = cross_corpus_case(&case);
+        let run = project.run(&["validate"]);
+        assert_eq!(run.code(), 1, "{case} should be invalid:\n{}", run.stderr());
+        // Each file alone is valid: only the set is wrong.
+        for entry in std::fs::read_dir(project.join("environments")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let alone = project.run(&["validate", &format!("environments/{name}")]);
+            if case != "branch-outside-namespace" {
+                alone.expect(0);
+            }
+        }
+        insta::assert_snapshot!(format!("cross-{case}"), run.stderr());
+    }
+}
+
+#[test]
+fn cross_file_diagnostics_locate_both_files_in_json_and_workflow_commands() {
+    let project = cross_corpus_case("copied-file");
+    let run = project.run(&["validate", "--format", "json"]).expect(1);
+    insta::assert_snapshot!("cross-copied-file-json", run.stdout());
+    let output = project
+        .command(&["validate"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "::error file=environments/staging.json,line=28,col=15,title=tracker-gitops error [branch-collision]::\
+             deploy branch `deploy/production` is also the deploy branch of `production`\
+             %0Anote: environments/production.json:28:15: `production` deploys from `deploy/production`"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("::error file=environments/production.json,line=27,col=13,"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn files_named_on_the_command_line_are_checked_together() {
+    let project = cross_corpus_case("copied-file");
+    project
+        .run(&["validate", "environments/staging.json"])
+        .expect(0);
+    project
+        .run(&[
+            "validate",
+            "environments/staging.json",
+            "environments/production.json",
+        ])
+        .expect(1)
+        .expect_stderr("2 files checked: 2 invalid");
+}
+
+#[test]
+fn the_branch_prefix_sets_the_namespace_and_cannot_be_empty() {
+    let project = cross_corpus_case("branch-of-another");
+    project
+        .run(&["validate", "--branch-prefix", "release/"])
+        .expect(1)
+        .expect_stderr(
+            "environments/canary.json:28:15: error: \
+             deploy branch `deploy/stable` is outside the deploy namespace `release/`",
+        );
+    project
+        .run(&["validate", "--branch-prefix", ""])
+        .expect(2)
+        .expect_stderr("the deploy branch prefix is empty");
+}
+
+#[test]
+fn a_deploy_branch_is_never_the_checked_out_branch() {
+    let project = cross_corpus_case("branch-of-another");
+    std::fs::remove_file(project.join("environments/canary.json")).unwrap();
+    project.git(&["init", "-q", "-b", "deploy/stable"]);
+    project.run(&["validate"]).expect(1).expect_stderr(
+        "environments/stable.json:23:3: error: \
+         deploy branch `deploy/stable` is the branch checked out here (the source)",
+    );
+    project.git(&["checkout", "-q", "-b", "main"]);
+    project.run(&["validate"]).expect(0);
+}
+
+/// Every command that loads environments refuses a collision, and one that
+/// works on a single environment checks it against every other file.
+#[test]
+fn render_plan_publish_and_deploy_refuse_colliding_environments() {
+    let project = Project::with_examples();
+    project.write(
+        "environments/staging.json",
+        project.read("environments/production.json"),
+    );
+    for args in [
+        &["render"][..],
+        &["render", "--check"],
+        &["plan", "--base", "HEAD"],
+        &["publish"],
+        &["render", "--env", "production"],
+        &["publish", "--env", "staging"],
+    ] {
+        project
+            .run(args)
+            .expect(2)
+            .expect_stderr("is also the deploy branch of");
+    }
+    assert!(!project.join("build").exists(), "nothing was written");
+    // An environment that collides with nothing is still rendered alone.
+    project.run(&["render", "--env", "stable"]).expect(0);
+    // Refused before any secret is read or any connection is made.
+    let run = project
+        .command(&["deploy", "--env", "production"])
+        .env("TRACKER_GITOPS_SSH_KEY", "not a key")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("environments/production.json:")
+            && stderr.contains("is also the deploy branch of `staging`")
+            && stderr.contains("note: environments/staging.json:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret") && !stderr.contains("ssh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn file_names_cannot_inject_workflow_commands() {
+    let project = Project::new();
+    project.write(
+        "environments/x\n::error::pwned.json",
+        std::fs::read(repo_root().join("environments/stable.json")).unwrap(),
+    );
+    let output = project
+        .command(&["validate"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    // The runner reads commands from both streams, and breaks lines at `\r` too.
+    for line in stdout.split(['\n', '\r']).chain(stderr.split(['\n', '\r'])) {
+        assert!(!line.starts_with("::error::pwned"), "{stdout}\n{stderr}");
+    }
+    assert!(
+        stderr.starts_with("environments/x\\n::error::pwned.json:1:1: error: environment name"),
+        "{stderr}"
+    );
+    assert!(
+        stdout
+            .starts_with("::error file=environments/x%0A%3A%3Aerror%3A%3Apwned.json,line=1,col=1,"),
+        "{stdout}"
     );
 }

@@ -3,16 +3,20 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use similar::TextDiff;
 
+use crate::diagnostic::display_path;
 use crate::tree::Tree;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a file's change is, seen from the render (the new side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// The render has the file; the other side does not.
-    Missing,
+    Added,
     /// The other side has a file the render no longer produces.
-    Orphaned,
+    Removed,
     Changed,
 }
 
@@ -20,9 +24,9 @@ pub enum ChangeKind {
 pub struct FileChange<'a> {
     pub path: &'a str,
     pub kind: ChangeKind,
-    /// The other side's content (`None` when missing there).
+    /// The other side's content (`None` when added).
     pub old: Option<&'a [u8]>,
-    /// The render's content (`None` when orphaned).
+    /// The render's content (`None` when removed).
     pub new: Option<&'a [u8]>,
 }
 
@@ -33,7 +37,7 @@ pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
         .filter_map(|(path, bytes)| match old.get(path) {
             None => Some(FileChange {
                 path,
-                kind: ChangeKind::Missing,
+                kind: ChangeKind::Added,
                 old: None,
                 new: Some(bytes),
             }),
@@ -51,7 +55,7 @@ pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
             .filter(|(path, _)| new.get(path).is_none())
             .map(|(path, bytes)| FileChange {
                 path,
-                kind: ChangeKind::Orphaned,
+                kind: ChangeKind::Removed,
                 old: Some(bytes),
                 new: None,
             }),
@@ -60,13 +64,14 @@ pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
     changes
 }
 
-/// Counts of each kind, e.g. "2 changed, 1 missing".
+/// Counts of each kind as `render --check` words them (added files are
+/// "missing" from disk, removed ones "orphaned" there), e.g. "2 changed, 1 missing".
 pub fn summary(changes: &[FileChange]) -> String {
     let count = |kind| changes.iter().filter(|c| c.kind == kind).count();
     [
         (count(ChangeKind::Changed), "changed"),
-        (count(ChangeKind::Missing), "missing"),
-        (count(ChangeKind::Orphaned), "orphaned"),
+        (count(ChangeKind::Added), "missing"),
+        (count(ChangeKind::Removed), "orphaned"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
@@ -75,17 +80,21 @@ pub fn summary(changes: &[FileChange]) -> String {
     .join(", ")
 }
 
-/// A unified diff of one change; `prefix` is prepended to the path in the headers.
+/// A unified diff of one change; `prefix` is prepended to the path in the
+/// headers, which show it escaped. Content needs no escaping: every line, also
+/// one ended by a lone `\r`, starts with a diff marker, so none can pass for a
+/// line of ours or a workflow command.
 pub fn unified_diff(change: &FileChange, prefix: &str) -> String {
     let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
     let (old, new) = (text(change.old), text(change.new));
+    let path = display_path(format!("{prefix}{}", change.path));
     let old_header = match change.kind {
-        ChangeKind::Missing => "/dev/null".to_string(),
-        _ => format!("a/{prefix}{}", change.path),
+        ChangeKind::Added => "/dev/null".to_string(),
+        _ => format!("a/{path}"),
     };
     let new_header = match change.kind {
-        ChangeKind::Orphaned => "/dev/null".to_string(),
-        _ => format!("b/{prefix}{}", change.path),
+        ChangeKind::Removed => "/dev/null".to_string(),
+        _ => format!("b/{path}"),
     };
     let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
     let diff = TextDiff::from_lines(&old, &new);
@@ -123,8 +132,8 @@ mod tests {
             kinds,
             [
                 ("a", ChangeKind::Changed),
-                ("c", ChangeKind::Missing),
-                ("d", ChangeKind::Orphaned)
+                ("c", ChangeKind::Added),
+                ("d", ChangeKind::Removed)
             ]
         );
         assert_eq!(summary(&changes), "1 changed, 1 missing, 1 orphaned");

@@ -1,0 +1,450 @@
+//! A plan as Markdown, for a job summary or a pull request comment: a line per
+//! environment, then for each one that changes its service table, its topology
+//! as a Mermaid diagram when that changes, and each file's diff folded in
+//! `<details>`. A pure function of the plan; a size cap leaves out the largest
+//! diffs first.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::{
+    EnvironmentChange, EnvironmentPlan, FilePlan, Plan, ServicePlan, ServiceState, SetChange,
+};
+use crate::diagnostic::{display_path, display_text};
+use crate::diff::ChangeKind;
+use crate::stack::{Port, Protocol, Reason, Service, ServiceChange, Stack};
+use crate::text::plural;
+
+/// The whole plan.
+pub fn render(plan: &Plan) -> String {
+    render_within(plan, usize::MAX, "")
+}
+
+/// The plan in at most `limit` bytes: when longer, the largest diffs (then
+/// diagrams) are left out first, with a note pointing to `full_plan_at`; the
+/// summaries stay.
+pub fn render_within(plan: &Plan, limit: usize, full_plan_at: &str) -> String {
+    let mut blocks = blocks(plan, full_plan_at);
+    if size(&blocks) > limit {
+        leave_out(&mut blocks, limit, full_plan_at);
+    }
+    let mut text: String = blocks.into_iter().map(|b| b.text).collect();
+    if text.len() > limit {
+        // Only when the summaries alone are too long: cut, on a character boundary.
+        const CUT: &str = "\n\n…(cut)\n";
+        let mut end = limit.saturating_sub(CUT.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(CUT);
+    }
+    text
+}
+
+/// A piece of Markdown and, when it can be shortened, its shorter form.
+struct Block {
+    text: String,
+    fallback: Option<String>,
+    /// A topology diagram: dropped only once every diff is left out.
+    diagram: bool,
+}
+
+impl Block {
+    fn fixed(text: String) -> Self {
+        Self {
+            text,
+            fallback: None,
+            diagram: false,
+        }
+    }
+
+    fn savings(&self) -> usize {
+        self.fallback
+            .as_ref()
+            .map_or(0, |f| self.text.len().saturating_sub(f.len()))
+    }
+}
+
+fn size(blocks: &[Block]) -> usize {
+    blocks.iter().map(|b| b.text.len()).sum()
+}
+
+/// Shortens the blocks that save the most, diagrams last, until they fit in
+/// `limit` with a note that says so.
+fn leave_out(blocks: &mut Vec<Block>, limit: usize, full_plan_at: &str) {
+    let note = format!(
+        "> [!NOTE]\n> This plan is too long to show whole here: the largest diffs are left out. The full plan is in {full_plan_at}.\n\n"
+    );
+    let budget = limit.saturating_sub(note.len());
+    let mut total = size(blocks);
+    let mut order: Vec<usize> = (0..blocks.len())
+        .filter(|&i| blocks[i].savings() > 0)
+        .collect();
+    order.sort_by_key(|&i| (blocks[i].diagram, Reverse(blocks[i].savings()), i));
+    for i in order {
+        if total <= budget {
+            break;
+        }
+        total -= blocks[i].savings();
+        blocks[i].text = blocks[i].fallback.take().unwrap_or_default();
+    }
+    blocks.insert(1, Block::fixed(note));
+}
+
+/// The Markdown in pieces; the ones with a fallback can be shortened.
+fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
+    let mut blocks = vec![Block::fixed(head(plan))];
+    for env in plan.environments.iter().filter(|env| env.is_changed()) {
+        blocks.push(Block::fixed(format!(
+            "### {}\n\n{}",
+            display_text(&env.name),
+            table(env)
+        )));
+        if let Some(after) = &env.topology {
+            blocks.push(Block {
+                text: format!("Topology after deploy:\n\n{}\n", mermaid(after)),
+                fallback: Some(String::new()),
+                diagram: true,
+            });
+        }
+        blocks.extend(env.files.iter().map(|file| file_block(file, full_plan_at)));
+    }
+    blocks
+}
+
+/// The title, the count of environments that change, a line for each.
+fn head(plan: &Plan) -> String {
+    let changed = plan.changed();
+    let mut head = format!(
+        "## tracker-gitops plan\n\nCompared with the rendered output at `{}`: {} of {} {} {}.\n\n",
+        plan.base,
+        changed.len(),
+        plan.environments.len(),
+        plural(plan.environments.len(), "environment", "environments"),
+        plural(changed.len(), "changes", "change"),
+    );
+    for env in &plan.environments {
+        // A removed environment is named by a directory at the base: escaped.
+        let _ = writeln!(head, "- **{}**: {}", display_text(&env.name), summary(env));
+    }
+    head.push('\n');
+    head
+}
+
+/// One line: e.g. `prometheus: recreated; tracker: unchanged`.
+fn summary(env: &EnvironmentPlan) -> String {
+    let line = env
+        .services
+        .iter()
+        .map(|service| format!("{}: {}", service.name, service.change.verb()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    match env.change {
+        EnvironmentChange::Removed => "removed environment".into(),
+        EnvironmentChange::Added => format!("new environment — {line}"),
+        EnvironmentChange::Unchanged => "no changes".into(),
+        EnvironmentChange::Changed
+            if env
+                .services
+                .iter()
+                .all(|service| service.change == ServiceChange::Unchanged) =>
+        {
+            format!("{line} (files change, no service does)")
+        }
+        EnvironmentChange::Changed => line,
+    }
+}
+
+/// The service table, and the stack's network and volume changes.
+fn table(env: &EnvironmentPlan) -> String {
+    let mut out = String::from("| service | change | details |\n|---|---|---|\n");
+    for service in &env.services {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            service.name,
+            service.change.verb(),
+            details(service).replace('|', "\\|")
+        );
+    }
+    out.push('\n');
+    for (what, changes) in [("Networks", &env.networks), ("Volumes", &env.volumes)] {
+        if !changes.is_empty() {
+            let _ = writeln!(out, "{what}: {}\n", set_changes(changes));
+        }
+    }
+    out
+}
+
+/// The table's details of a service: its image and published ports when added
+/// or removed; why it is recreated, with image and published-port changes.
+fn details(service: &ServicePlan) -> String {
+    let image_and_ports = |state: &ServiceState, verb: &str| {
+        let mut text = format!("`{}`", state.image);
+        let ports: Vec<_> = published(&state.ports)
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect();
+        if !ports.is_empty() {
+            let _ = write!(text, "; {verb} {}", ports.join(", "));
+        }
+        text
+    };
+    match (&service.change, &service.before, &service.after) {
+        (ServiceChange::Added, _, Some(after)) => image_and_ports(after, "publishes"),
+        (ServiceChange::Removed, Some(before), _) => image_and_ports(before, "published"),
+        (ServiceChange::Recreated(reasons), Some(before), Some(after)) => reasons
+            .iter()
+            .map(|reason| match *reason {
+                Reason::Image => format!("image `{}` → `{}`", before.image, after.image),
+                Reason::Ports => {
+                    let changes = set_changes(&SetChange::between(
+                        &published(&before.ports),
+                        &published(&after.ports),
+                    ));
+                    // Only a port's note (a comment in the compose file) may differ.
+                    if changes.is_empty() {
+                        "ports".into()
+                    } else {
+                        format!("ports {changes}")
+                    }
+                }
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::new(),
+    }
+}
+
+/// Published ports as `host:port→target/protocol`, sorted.
+fn published(ports: &[Port]) -> BTreeSet<String> {
+    ports.iter().map(port_label).collect()
+}
+
+fn port_label(port: &Port) -> String {
+    let protocol = match port.protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    };
+    format!(
+        "{}→{}/{protocol}",
+        SocketAddr::new(port.host_ip, port.published),
+        port.target
+    )
+}
+
+/// `+added −removed`, each item in backticks.
+fn set_changes(changes: &SetChange) -> String {
+    changes
+        .added
+        .iter()
+        .map(|item| format!("+`{item}`"))
+        .chain(changes.removed.iter().map(|item| format!("−`{item}`")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A file's diff, folded; its fallback names the diff's size instead.
+fn file_block(file: &FilePlan, full_plan_at: &str) -> Block {
+    let summary = format!("{} ({})", display_path(&file.path), verb(file.change));
+    let diff = &file.diff;
+    let fence = fence(diff);
+    Block {
+        text: format!(
+            "<details><summary>{summary}</summary>\n\n{fence}diff\n{diff}{fence}\n\n</details>\n\n"
+        ),
+        fallback: Some(format!(
+            "<details><summary>{summary}</summary>\n\nDiff left out ({} lines): see {full_plan_at}.\n\n</details>\n\n",
+            diff.lines().count()
+        )),
+        diagram: false,
+    }
+}
+
+/// What a file change means from the plan's side (the render is the new state).
+fn verb(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Added => "added",
+        ChangeKind::Removed => "removed",
+        ChangeKind::Changed => "changed",
+    }
+}
+
+/// A code fence longer than any run of backticks in `text`, so it cannot end early.
+fn fence(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
+/// A Mermaid flowchart of a stack: services with their images, published ports
+/// as edges from the host (loopback) or the internet, dependencies, networks.
+fn mermaid(stack: &Stack) -> String {
+    let mut out = String::from("```mermaid\nflowchart LR\n");
+    let ports = || {
+        stack
+            .services
+            .iter()
+            .flat_map(|s| s.ports.iter().map(move |p| (s, p)))
+    };
+    for (node, loopback) in [("internet", false), ("host", true)] {
+        if ports().any(|(_, p)| p.host_ip.is_loopback() == loopback) {
+            let _ = writeln!(out, "    {node}((\"{node}\"))");
+        }
+    }
+    for service in &stack.services {
+        let _ = writeln!(
+            out,
+            "    {}[\"{}<br/>{}\"]",
+            mermaid_id("svc", &service.name),
+            mermaid_text(&service.name),
+            mermaid_text(&service.image)
+        );
+    }
+    for network in &stack.networks {
+        let _ = writeln!(
+            out,
+            "    {}{{{{\"network {}\"}}}}",
+            mermaid_id("net", network),
+            mermaid_text(network)
+        );
+    }
+    for (service, port) in ports() {
+        let from = if port.host_ip.is_loopback() {
+            "host"
+        } else {
+            "internet"
+        };
+        let _ = writeln!(
+            out,
+            "    {from} -->|\"{}\"| {}",
+            mermaid_text(&port_label(port)),
+            mermaid_id("svc", &service.name)
+        );
+    }
+    for service in &stack.services {
+        mermaid_links(&mut out, service);
+    }
+    out.push_str("```\n");
+    out
+}
+
+/// A service's edges to what it depends on and to its networks.
+fn mermaid_links(out: &mut String, service: &Service) {
+    let node = mermaid_id("svc", &service.name);
+    for dependency in &service.depends_on {
+        let _ = writeln!(
+            out,
+            "    {node} -.->|\"depends on ({})\"| {}",
+            if dependency.healthy {
+                "healthy"
+            } else {
+                "started"
+            },
+            mermaid_id("svc", &dependency.service)
+        );
+    }
+    for network in &service.networks {
+        let _ = writeln!(out, "    {node} --- {}", mermaid_id("net", network));
+    }
+}
+
+/// A node's id: `prefix_name`, with every other character than ASCII letters
+/// and digits as `_`.
+fn mermaid_id(prefix: &str, name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{name}")
+}
+
+/// Text inside a quoted Mermaid label, with its special characters as entities.
+fn mermaid_text(text: &str) -> String {
+    text.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::build;
+    use crate::plan::tests::{committed, plan_between, rendered, three_environments};
+
+    fn line(plan: &Plan, env: usize) -> String {
+        summary(&plan.environments[env])
+    }
+
+    #[test]
+    fn a_config_change_recreates_only_its_service() {
+        let base = rendered(r#""prometheus": { "scrape_interval": 15 },"#);
+        let now = rendered(r#""prometheus": { "scrape_interval": 30 },"#);
+        let plan = plan_between(&base, now);
+        assert_eq!(line(&plan, 0), "prometheus: recreated; tracker: unchanged");
+        let markdown = render(&plan);
+        assert!(markdown.contains("| prometheus | recreated | config |"));
+        assert!(!markdown.contains("```mermaid"));
+    }
+
+    #[test]
+    fn removing_a_service_changes_the_topology() {
+        let base = rendered(r#""prometheus": {},"#);
+        let now = rendered("");
+        let plan = plan_between(&base, now);
+        assert_eq!(line(&plan, 0), "prometheus: removed; tracker: recreated");
+        let markdown = render(&plan);
+        assert!(
+            markdown.contains("| tracker | recreated | networks |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("Networks: −`metrics`"), "{markdown}");
+        assert!(markdown.contains("```mermaid\nflowchart LR\n"));
+        assert!(markdown.contains("internet -->|\"0.0.0.0:6969→6969/udp\"| svc_tracker"));
+    }
+
+    #[test]
+    fn new_removed_and_unchanged_environments() {
+        let plan = three_environments();
+        let lines: Vec<_> = (0..3).map(|env| line(&plan, env)).collect();
+        assert_eq!(
+            lines,
+            [
+                "new environment — tracker: added",
+                "removed environment",
+                "no changes"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_plan_leaves_out_the_largest_diffs_first() {
+        let now = rendered("");
+        let mut at_base = committed("test", &now);
+        at_base.insert("test/big.txt", "x\n".repeat(50_000));
+        at_base.insert("test/small.txt", "y\n");
+        let plan = build("main", "build", &at_base, vec![("test".into(), now)], true).unwrap();
+        let full = render(&plan);
+        assert!(full.len() > 100_000);
+        let short = render_within(&plan, 10_000, "the job summary");
+        assert!(short.len() <= 10_000);
+        assert!(short.contains("The full plan is in the job summary."));
+        assert!(short.contains("Diff left out (50003 lines): see the job summary."));
+        assert!(
+            short.contains("+++ /dev/null\n@@ -1 +0,0 @@\n-y\n"),
+            "{short}"
+        );
+        assert!(short.contains("**test**: tracker: unchanged (files change, no service does)"));
+        let tiny = render_within(&plan, 100, "x");
+        assert!(tiny.len() <= 100 && tiny.ends_with("…(cut)\n"));
+    }
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_text() {
+        assert_eq!(fence("a ``` b"), "````");
+        assert_eq!(fence("plain"), "```");
+    }
+}

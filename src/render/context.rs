@@ -1,0 +1,173 @@
+//! What each template is given: one struct per template. The field names are
+//! a contract with users' own templates (`render --templates`, described in
+//! the README): add fields, never rename or remove one.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::environment::{Database, Environment, LogLevel, Prometheus};
+use crate::stack::{CONFIG_HASH_LABEL, Stack, prometheus, tracker};
+
+/// `docker-compose.yml.hbs`.
+#[derive(Serialize)]
+pub(super) struct Compose<'a> {
+    /// The comment line every file starts with.
+    header: &'a str,
+    /// The label carrying each service's config hash.
+    hash_label: &'static str,
+    stack: &'a Stack,
+}
+
+impl<'a> Compose<'a> {
+    pub(super) fn new(header: &'a str, stack: &'a Stack) -> Self {
+        Self {
+            header,
+            hash_label: CONFIG_HASH_LABEL,
+            stack,
+        }
+    }
+}
+
+/// `tracker-2.0.0.toml.hbs` and `tracker-3.0.0.toml.hbs`.
+#[derive(Serialize)]
+pub(super) struct TrackerConfig<'a> {
+    header: &'a str,
+    tracker: Tracker<'a>,
+}
+
+#[derive(Serialize)]
+struct Tracker<'a> {
+    log_level: LogLevel,
+    listed: bool,
+    private: bool,
+    interval: u32,
+    interval_min: u32,
+    database: TrackerDatabase<'a>,
+    /// Listener addresses inside the container (`0.0.0.0:<port>`).
+    udp: Vec<SocketAddr>,
+    http: Vec<SocketAddr>,
+    api: SocketAddr,
+    /// As configured: the health-check API is never published.
+    health: SocketAddr,
+}
+
+#[derive(Serialize)]
+struct TrackerDatabase<'a> {
+    /// `sqlite3` or `mysql`.
+    driver: &'static str,
+    /// The SQLite file inside the container; null for MySQL.
+    path: Option<String>,
+    /// Only for MySQL.
+    #[serde(flatten)]
+    server: Option<MysqlServer<'a>>,
+}
+
+#[derive(Serialize)]
+struct MysqlServer<'a> {
+    host: &'a str,
+    port: u16,
+    user: &'a str,
+    name: &'a str,
+}
+
+impl<'a> TrackerConfig<'a> {
+    pub(super) fn new(header: &'a str, env: &'a Environment) -> Self {
+        let config = &env.file.tracker;
+        // Published listeners bind every interface inside the container; the
+        // host side of the port mapping decides where they are reachable.
+        let inside = |address: SocketAddr| SocketAddr::from(([0, 0, 0, 0], address.port()));
+        let database = &config.core.database;
+        let (path, server) = match database {
+            Database::Sqlite { database_name } => (
+                Some(
+                    tracker::DATA_DIR
+                        .container_path(&format!("{}/{database_name}", tracker::SQLITE_DIR)),
+                ),
+                None,
+            ),
+            Database::Mysql(mysql) => (
+                None,
+                Some(MysqlServer {
+                    host: &mysql.host,
+                    port: mysql.port,
+                    user: &mysql.user,
+                    name: &mysql.database_name,
+                }),
+            ),
+        };
+        Self {
+            header,
+            tracker: Tracker {
+                log_level: config.log_level,
+                listed: config.core.listed,
+                private: config.core.private,
+                interval: config.core.announce_policy.interval,
+                interval_min: config.core.announce_policy.interval_min,
+                database: TrackerDatabase {
+                    driver: tracker::driver(database),
+                    path,
+                    server,
+                },
+                udp: config
+                    .udp_trackers
+                    .iter()
+                    .map(|l| inside(l.bind_address))
+                    .collect(),
+                http: config
+                    .http_trackers
+                    .iter()
+                    .map(|l| inside(l.bind_address))
+                    .collect(),
+                api: inside(config.http_api.bind_address),
+                health: config.health_check_api.bind_address,
+            },
+        }
+    }
+}
+
+/// `prometheus.yml.hbs`.
+#[derive(Serialize)]
+pub(super) struct PrometheusConfig<'a> {
+    header: &'a str,
+    prometheus: PrometheusScrape,
+}
+
+#[derive(Serialize)]
+struct PrometheusScrape {
+    /// Seconds.
+    scrape_interval: u32,
+    /// The tracker's API, `tracker:<port>`.
+    target: String,
+    /// The admin token's secret file.
+    token_file: String,
+}
+
+impl<'a> PrometheusConfig<'a> {
+    pub(super) fn new(header: &'a str, env: &Environment, prometheus: &Prometheus) -> Self {
+        Self {
+            header,
+            prometheus: PrometheusScrape {
+                scrape_interval: prometheus.scrape_interval,
+                target: format!(
+                    "{}:{}",
+                    tracker::SERVICE,
+                    env.file.tracker.http_api.bind_address.port()
+                ),
+                token_file: prometheus::token_file(),
+            },
+        }
+    }
+}
+
+/// `grafana-datasources.yml.hbs`.
+#[derive(Serialize)]
+pub(super) struct GrafanaDatasources<'a> {
+    header: &'a str,
+}
+
+impl<'a> GrafanaDatasources<'a> {
+    pub(super) fn new(header: &'a str) -> Self {
+        Self { header }
+    }
+}

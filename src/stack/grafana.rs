@@ -1,0 +1,50 @@
+//! The Grafana service: dashboards over Prometheus, which it reaches on the
+//! `visualization` network; provisioned with Prometheus as its datasource.
+
+use super::{BindDir, Component, Protocol, Service, healthcheck, prometheus, secret_path};
+use crate::environment::Environment;
+
+pub const SERVICE: &str = "grafana";
+const PORT: u16 = 3000;
+
+/// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
+pub const PROVISIONING_DIR: BindDir = BindDir {
+    tree: "storage/grafana/provisioning",
+    container: "/etc/grafana/provisioning",
+};
+pub const DATASOURCES_FILE: &str = "datasources/prometheus.yml";
+
+/// The admin password, as a secret inside the stack.
+const PASSWORD_SECRET: &str = "grafana_admin_password";
+
+/// Grafana shows what Prometheus collects: there is none without Prometheus
+/// (validation refuses such an environment).
+pub(super) fn component(env: &Environment) -> Option<Component> {
+    let g = env.file.grafana.as_ref()?;
+    env.file.prometheus.as_ref()?;
+    let mut grafana = Service::new(SERVICE, &g.image);
+    grafana.env("GF_SECURITY_ADMIN_USER", &g.admin_user);
+    grafana.env(
+        "GF_SECURITY_ADMIN_PASSWORD__FILE",
+        secret_path(PASSWORD_SECRET),
+    );
+    if let Some(domain) = &g.domain {
+        grafana.env("GF_SERVER_DOMAIN", domain);
+        grafana.env("GF_SERVER_ROOT_URL", format!("https://{domain}/"));
+    }
+    grafana.publish(g.publish, PORT, Protocol::Tcp);
+    grafana.bind(PROVISIONING_DIR);
+    grafana.healthcheck = Some(healthcheck(&[
+        "CMD",
+        "wget",
+        "-q",
+        "--spider",
+        &format!("http://127.0.0.1:{PORT}/api/health"),
+    ]));
+
+    let mut component = Component::new(grafana);
+    component.secret(PASSWORD_SECRET, g.admin_password.name());
+    component.volume("grafana_data", "/var/lib/grafana");
+    component.reach(prometheus::SERVICE, "visualization", false);
+    Some(component)
+}

@@ -1,0 +1,118 @@
+//! The tracker service: its listeners, its configuration and data directories,
+//! and the database settings it takes from compose at deploy time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::{BindDir, Component, EnvVar, Part, Protocol, Service, database, healthcheck};
+use crate::environment::{ConfigSchema, Database, Environment, Mysql};
+
+pub const SERVICE: &str = "tracker";
+
+/// Holds [`CONFIG_FILE`], rendered from the environment.
+pub const CONFIG_DIR: BindDir = BindDir {
+    tree: "storage/tracker/etc",
+    container: "/etc/torrust/tracker",
+};
+pub const CONFIG_FILE: &str = "tracker.toml";
+/// The tracker's state (the SQLite database), kept on the VM, outside git.
+pub const DATA_DIR: BindDir = BindDir {
+    tree: "storage/tracker/lib",
+    container: "/var/lib/torrust/tracker",
+};
+/// The SQLite database's directory in [`DATA_DIR`].
+pub const SQLITE_DIR: &str = "database";
+pub const LOG_DIR: BindDir = BindDir {
+    tree: "storage/tracker/log",
+    container: "/var/log/torrust/tracker",
+};
+
+/// The driver name, in the configuration file and its override variable.
+pub fn driver(database: &Database) -> &'static str {
+    match database {
+        Database::Sqlite { .. } => "sqlite3",
+        Database::Mysql(_) => "mysql",
+    }
+}
+
+/// The address the tracker's health-check API answers on, from inside its container.
+pub fn health_url(env: &Environment) -> String {
+    let address = env.file.tracker.health_check_api.bind_address;
+    let ip = if address.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        address.ip()
+    };
+    format!(
+        "http://{}/health_check",
+        SocketAddr::new(ip, address.port())
+    )
+}
+
+pub(super) fn component(env: &Environment) -> Component {
+    let config = &env.file.tracker;
+    let mut tracker = Service::new(SERVICE, &config.image);
+    // The tracker runs as PID 1, which ignores SIGTERM; it shuts down cleanly on
+    // SIGINT. Without this every recreate waits out compose's 10 s stop timeout.
+    tracker.stop_signal = Some("SIGINT".into());
+    tracker.env(
+        "TORRUST_TRACKER_CONFIG_TOML_PATH",
+        CONFIG_DIR.container_path(CONFIG_FILE),
+    );
+    // The 3.0.0 image's entry script refuses to start without it.
+    tracker.env(
+        "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__DRIVER",
+        driver(&config.core.database),
+    );
+    tracker.environment.push(EnvVar {
+        name: "TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN".into(),
+        value: vec![Part::Secret(config.http_api.admin_token.name().into())],
+    });
+    if let Database::Mysql(mysql) = &config.core.database {
+        tracker.environment.push(mysql_password(env, mysql));
+    }
+    for l in &config.udp_trackers {
+        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Udp);
+    }
+    for l in &config.http_trackers {
+        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Tcp);
+    }
+    let api = config.http_api.bind_address;
+    tracker.publish(api, api.port(), Protocol::Tcp);
+    tracker.bind(DATA_DIR);
+    tracker.bind(LOG_DIR);
+    tracker.bind(CONFIG_DIR);
+    tracker.healthcheck = Some(healthcheck(&[
+        "CMD",
+        "/usr/bin/http_health_check",
+        &health_url(env),
+    ]));
+
+    let mut component = Component::new(tracker);
+    if matches!(&config.core.database, Database::Mysql(mysql) if mysql.bundled()) {
+        component.reach(database::SERVICE, "database", true);
+    }
+    component
+}
+
+/// The variable that hands the MySQL password to the tracker at deploy time.
+fn mysql_password(env: &Environment, mysql: &Mysql) -> EnvVar {
+    let password = Part::Secret(mysql.password.name().into());
+    match env.config_schema() {
+        // Schema 2.0.0 takes a URL; the password is spliced in at deploy time.
+        ConfigSchema::V2 => EnvVar {
+            name: "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PATH".into(),
+            value: vec![
+                Part::Text(format!("mysql://{}:", mysql.user)),
+                password,
+                Part::Text(format!(
+                    "@{}:{}/{}",
+                    mysql.host, mysql.port, mysql.database_name
+                )),
+            ],
+        },
+        ConfigSchema::V3 => EnvVar {
+            name: "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PASSWORD".into(),
+            value: vec![password],
+        },
+    }
+}

@@ -1,0 +1,257 @@
+//! The check `deploy` makes before anything connects to the VM: the commit it
+//! is about to deploy must be what `publish` made from a reviewed source,
+//! whoever managed to push to the deploy branch. It is read from the
+//! repository the VM clones (fetched in full into a scratch repository, so a
+//! shallow CI checkout or local commits play no part) and must
+//! (a) be on the deploy branch, (b) carry publish's provenance, consistent
+//! with itself and the environment, (c) hold exactly `<out>/<env>` of its
+//! source commit plus the provenance file (modes and entry types included),
+//! and (d) have that source commit on the tracked branch.
+
+use git2::Repository;
+
+use crate::diagnostic::display_text;
+use crate::git;
+use crate::publish::{ENVIRONMENT_TRAILER, Provenance, SOURCE_COMMIT_TRAILER, SOURCE_FILE};
+
+/// Where the deploy branch and the tracked branch are fetched to in the scratch repository.
+const FETCHED: &str = "refs/tracker-gitops/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error("cannot create a scratch repository to verify in: {0}")]
+    Scratch(#[source] std::io::Error),
+    #[error(
+        "{repository} has no branch {branch}: publish it first (`tracker-gitops publish --push`)"
+    )]
+    NoDeployBranch { repository: String, branch: String },
+    #[error(
+        "{repository} has no branch {branch} to check sources against: pass --source-branch BRANCH"
+    )]
+    NoTrackedBranch { repository: String, branch: String },
+    #[error("--commit takes a commit id (hex digits), not `{0}`")]
+    CommitSyntax(String),
+    #[error(
+        "refusing to deploy {commit}: it is not on {branch} of {repository}; --commit takes a commit publish put on that branch"
+    )]
+    NotOnBranch {
+        commit: String,
+        branch: String,
+        repository: String,
+    },
+    #[error(
+        "refusing to deploy {commit} of {branch}: {problem}. It was not made by `tracker-gitops publish` \
+         (pushed by hand?): publish from the reviewed source instead, and let only CI push to {branch}"
+    )]
+    Provenance {
+        commit: String,
+        branch: String,
+        problem: String,
+    },
+    #[error(
+        "refusing to deploy {commit} of {branch}: its source {source_commit} is not on {tracked} of {repository}; \
+         only sources reviewed and merged there are deployed"
+    )]
+    Unreviewed {
+        commit: String,
+        branch: String,
+        source_commit: String,
+        tracked: String,
+        repository: String,
+    },
+    #[error(
+        "refusing to deploy {commit} of {branch}: its files are not exactly {dir} of its source {source_commit} \
+         ({differences}); the deploy branch was changed by hand: publish again from the reviewed source"
+    )]
+    Tampered {
+        commit: String,
+        branch: String,
+        dir: String,
+        source_commit: String,
+        differences: String,
+    },
+}
+
+impl From<git2::Error> for Error {
+    fn from(error: git2::Error) -> Self {
+        Self::Git(error.into())
+    }
+}
+
+/// What to verify.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The repository the VM clones.
+    pub repository: &'a str,
+    /// The deploy branch.
+    pub branch: &'a str,
+    /// The reviewed branch sources must be on (default: the repository's default branch).
+    pub source_branch: Option<&'a str>,
+    /// The commit to deploy (default: the deploy branch's tip).
+    pub commit: Option<&'a str>,
+    pub environment: &'a str,
+    /// The environment file, as a path inside the repository.
+    pub environment_file: &'a str,
+    /// The environment's rendered directory, as a path inside the repository (`build/<env>`).
+    pub output: &'a str,
+}
+
+/// A commit that passed: it, its source commit and the branch that source is on.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub commit: String,
+    pub source_commit: String,
+    pub source_branch: String,
+}
+
+/// Fetches the deploy branch and the tracked branch of `request.repository`
+/// and checks the commit to deploy; see the module documentation.
+pub fn verify(request: &Request) -> Result<Verified, Error> {
+    let scratch = tempfile::Builder::new()
+        .prefix("tracker-gitops-verify.")
+        .tempdir()
+        .map_err(Error::Scratch)?;
+    let repo = Repository::init_bare(scratch.path())?;
+    let mut remote = git::Remote::url(&repo, request.repository)?;
+    let repository = remote.display_url().to_string();
+    let tracked = match request.source_branch {
+        Some(branch) => branch.to_string(),
+        None => remote.default_branch()?.to_string(),
+    };
+    if !remote.has_branch(request.branch) {
+        return Err(Error::NoDeployBranch {
+            repository,
+            branch: request.branch.to_string(),
+        });
+    }
+    if !remote.has_branch(&tracked) {
+        return Err(Error::NoTrackedBranch {
+            repository,
+            branch: tracked,
+        });
+    }
+    let (deploy_ref, tracked_ref) = (
+        format!("{FETCHED}deploy/{}", request.branch),
+        format!("{FETCHED}tracked/{tracked}"),
+    );
+    remote.fetch(
+        &repo,
+        &[(request.branch, &deploy_ref), (&tracked, &tracked_ref)],
+    )?;
+    let deploy_tip = repo.refname_to_id(&deploy_ref)?;
+    let tracked_tip = repo.refname_to_id(&tracked_ref)?;
+
+    // (a) on the deploy branch
+    let commit = match request.commit {
+        None => deploy_tip,
+        Some(text) => {
+            if text.len() < 4 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::CommitSyntax(text.to_string()));
+            }
+            let found = repo
+                .revparse_single(text)
+                .and_then(|object| object.peel_to_commit())
+                .map(|commit| commit.id())
+                .ok();
+            match found {
+                Some(id) if git::is_on(&repo, id, deploy_tip)? => id,
+                _ => {
+                    return Err(Error::NotOnBranch {
+                        commit: text.to_string(),
+                        branch: request.branch.to_string(),
+                        repository,
+                    });
+                }
+            }
+        }
+    };
+    let commit = repo.find_commit(commit)?;
+    let refuse = |problem: String| Error::Provenance {
+        commit: commit.id().to_string(),
+        branch: request.branch.to_string(),
+        problem,
+    };
+
+    // (b) publish's provenance, consistent with itself and the environment
+    let tree = commit.tree()?;
+    if !git::is_regular_file(&tree, SOURCE_FILE) {
+        return Err(refuse(format!("it has no {SOURCE_FILE}")));
+    }
+    let entry = tree.get_path(std::path::Path::new(SOURCE_FILE))?;
+    let blob = repo.find_blob(entry.id())?;
+    let provenance: Provenance = serde_json::from_slice(blob.content()).map_err(|e| {
+        refuse(format!(
+            "its {SOURCE_FILE} is not publish's provenance ({e})"
+        ))
+    })?;
+    let message = String::from_utf8_lossy(commit.message_bytes());
+    let [source_commit] = &git::trailer(&message, SOURCE_COMMIT_TRAILER)[..] else {
+        return Err(refuse(format!(
+            "its message does not have exactly one {SOURCE_COMMIT_TRAILER} trailer"
+        )));
+    };
+    let [environment] = &git::trailer(&message, ENVIRONMENT_TRAILER)[..] else {
+        return Err(refuse(format!(
+            "its message does not have exactly one {ENVIRONMENT_TRAILER} trailer"
+        )));
+    };
+    if environment != request.environment {
+        return Err(refuse(format!(
+            "it was published for environment `{}`, not `{}`",
+            display_text(environment),
+            request.environment
+        )));
+    }
+    if provenance.environment_file != request.environment_file {
+        return Err(refuse(format!(
+            "its {SOURCE_FILE} names {}, not {}",
+            display_text(&provenance.environment_file),
+            request.environment_file
+        )));
+    }
+    let source = match git::parse_oid(source_commit) {
+        Some(source) if provenance.commit == *source_commit => source,
+        _ => {
+            return Err(refuse(format!(
+                "its {SOURCE_COMMIT_TRAILER} trailer ({}) and {SOURCE_FILE} ({}) do not name one commit",
+                display_text(source_commit),
+                display_text(&provenance.commit)
+            )));
+        }
+    };
+
+    // (d) the source is reviewed: on the tracked branch
+    if !git::is_on(&repo, source, tracked_tip)? {
+        return Err(Error::Unreviewed {
+            commit: commit.id().to_string(),
+            branch: request.branch.to_string(),
+            source_commit: source.to_string(),
+            tracked,
+            repository,
+        });
+    }
+
+    // (c) exactly the source's rendered directory plus the provenance file
+    let expected = git::subtree(&repo, repo.find_commit(source)?.tree()?, request.output)?;
+    let actual = repo.find_tree(git::without(&repo, &tree, SOURCE_FILE)?)?;
+    if expected.as_ref().map(git2::Tree::id) != Some(actual.id()) {
+        let differences = match &expected {
+            Some(expected) => git::differences(&repo, expected, &actual)?,
+            None => format!("the source has no {}", request.output),
+        };
+        return Err(Error::Tampered {
+            commit: commit.id().to_string(),
+            branch: request.branch.to_string(),
+            dir: request.output.to_string(),
+            source_commit: source.to_string(),
+            differences,
+        });
+    }
+    Ok(Verified {
+        commit: commit.id().to_string(),
+        source_commit: source.to_string(),
+        source_branch: tracked,
+    })
+}
