@@ -826,17 +826,24 @@ fn rollback(
 ) -> Result<Outcome> {
     let env = load_target(target)?;
     let (repository, branch) = deploy_source(target, &env)?;
-    let connection = connect(target, &env)?;
-    let commit = match to {
-        Some(commit) => commit,
-        None => deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "nothing to roll back to: the VM keeps no older deployed commit with its secrets"
-            )
-        })?,
+    // The same checks as a deploy's, before the VM is touched: with --to
+    // before anything connects, else once the VM said which commit it ran
+    // before (a question that changes nothing).
+    let verify = |commit: &str| checks.verify(&env, &repository, &branch, Some(commit));
+    let (commit, connection) = match to {
+        Some(commit) => (verify(&commit)?, connect(target, &env)?),
+        None => {
+            let connection = connect(target, &env)?;
+            let previous =
+                deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "nothing to roll back to: the VM keeps no older deployed commit \
+                         with its secrets"
+                    )
+                })?;
+            (verify(&previous)?, connection)
+        }
     };
-    // The same checks as a deploy's, before the VM is touched.
-    let commit = checks.verify(&env, &repository, &branch, Some(&commit))?;
     eprintln!("rolling back {} to {commit}", env.name);
     let run = Run {
         env: &env,
