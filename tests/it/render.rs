@@ -449,7 +449,7 @@ fn schema_3_configs_use_only_keys_the_tracker_accepts() {
 /// Starts the real torrust-tracker 3.0.0 on the rendered schema 2.0.0 config and
 /// waits for its health check to report every listener up.
 #[test]
-#[ignore = "needs .ci/install: torrust-tracker binaries, host ports"]
+#[ignore = "needs .ci/install: torrust-tracker binaries"]
 fn tracker_binary_loads_the_schema_2_config() {
     let project = rendered_examples();
     let config = project.join("build/stable/storage/tracker/etc/tracker.toml");
