@@ -1,6 +1,7 @@
 //! Benchmarks of the pipeline's stages for 1, 100 and 1,000 environments:
 //! validation, render, `render --check` (render + read + compare) and publish.
-//! Run with `cargo bench --bench pipeline`.
+//! Run with `cargo bench --bench pipeline`; run as a test (`cargo test
+//! --benches`, nextest in `.ci/test`) each benchmark runs once, for 1 only.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +14,20 @@ use tracker_gitops::render::{self, Templates};
 use tracker_gitops::tree::Tree;
 
 const COUNTS: [usize; 3] = [1, 100, 1000];
+
+/// All of `COUNTS` when criterion measures; only the smallest when it runs
+/// each benchmark once as a test, where setting up 1,000 environments would
+/// cost minutes (nextest repeats the setup in one process per benchmark).
+/// Criterion measures when given `--bench` (as `cargo bench` does) without
+/// `--test`.
+fn counts() -> &'static [usize] {
+    let flag = |name: &str| std::env::args().any(|arg| arg == name);
+    if flag("--bench") && !flag("--test") {
+        &COUNTS
+    } else {
+        &COUNTS[..1]
+    }
+}
 
 /// `count` environment files, copies of the shipped examples under new names.
 fn environment_files(dir: &Path, count: usize) -> Vec<PathBuf> {
@@ -42,7 +57,7 @@ fn load(files: &[PathBuf]) -> Vec<Environment> {
 fn benches(c: &mut Criterion) {
     let root = tempfile::tempdir().unwrap();
     let templates = Templates::load(None).unwrap();
-    for count in COUNTS {
+    for &count in counts() {
         let files = environment_files(&root.path().join(format!("environments-{count}")), count);
         let environments = load(&files);
         let out = root.path().join(format!("build-{count}"));

@@ -313,6 +313,7 @@ fn deploy_without_its_secrets_exits_2_before_connecting() {
 }
 
 #[test]
+#[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
     let project = Project::with_examples_in_git();

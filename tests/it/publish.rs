@@ -258,8 +258,15 @@ impl GitDaemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = crate::harness::tool("git")
-            .arg("daemon")
+        // git-daemon itself, not the `git daemon` wrapper: killing the wrapper
+        // would leave the daemon running (and holding whatever it inherited).
+        let exec_path = crate::harness::tool("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap()
+            .stdout;
+        let exec_path = String::from_utf8(exec_path).unwrap();
+        let child = crate::harness::tool(&format!("{}/git-daemon", exec_path.trim()))
             .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
             .args(["--enable=receive-pack", &format!("--port={port}")])
             .arg(format!("--base-path={}", dir.display()))

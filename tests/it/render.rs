@@ -216,6 +216,7 @@ fn rendering_is_deterministic_and_holds_no_secret() {
 }
 
 #[test]
+#[ignore = "needs .ci/install: docker compose"]
 fn removing_prometheus_drops_its_service_network_volume_and_config() {
     let project = rendered_examples();
     let with = tracker_gitops::tree::Tree::read_dir(&project.join("build/staging")).unwrap();
@@ -256,6 +257,7 @@ fn removing_prometheus_drops_its_service_network_volume_and_config() {
 }
 
 #[test]
+#[ignore = "needs .ci/install: docker compose"]
 fn a_changed_setting_changes_only_that_services_config_hash() {
     let project = rendered_examples();
     let before = compose_config(&project, "production");
@@ -304,6 +306,7 @@ fn compose_config(project: &Project, env: &str) -> Value {
 }
 
 #[test]
+#[ignore = "needs .ci/install: docker compose"]
 fn compose_accepts_every_example_with_the_expected_services() {
     let project = rendered_examples();
     let expected = [
@@ -367,6 +370,7 @@ fn compose_accepts_every_example_with_the_expected_services() {
 }
 
 #[test]
+#[ignore = "needs .ci/install: promtool"]
 fn promtool_accepts_every_prometheus_config() {
     let project = rendered_examples();
     for env in ["production", "staging"] {
@@ -445,6 +449,7 @@ fn schema_3_configs_use_only_keys_the_tracker_accepts() {
 /// Starts the real torrust-tracker 3.0.0 on the rendered schema 2.0.0 config and
 /// waits for its health check to report every listener up.
 #[test]
+#[ignore = "needs .ci/install: torrust-tracker binaries"]
 fn tracker_binary_loads_the_schema_2_config() {
     let project = rendered_examples();
     let config = project.join("build/stable/storage/tracker/etc/tracker.toml");

@@ -2,7 +2,7 @@
 //! why, no key left on disk, and the pin as the only trust (the e2e test,
 //! against a real sshd from tests/e2e/vm.sh).
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Std, Stdio};
 
@@ -46,6 +46,7 @@ fn status(project: &Project) -> Run {
 }
 
 #[test]
+#[ignore = "needs .ci/install: ssh client"]
 fn an_unreachable_vm_is_named_with_its_cause() {
     let project = Project::with_examples();
     let port = closed_port();
@@ -95,7 +96,26 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The first connection to `vm`; fails, rather than waiting forever, when
+/// `cli` exits before its ssh connects (no ssh installed, an early error).
+fn accept_while_running(vm: &TcpListener, cli: &mut std::process::Child) -> TcpStream {
+    vm.set_nonblocking(true).unwrap();
+    loop {
+        match vm.accept() {
+            Ok((connection, _)) => return connection,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = cli.try_wait().unwrap() {
+                    panic!("the CLI exited ({status}) before ssh connected");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 #[test]
+#[ignore = "needs .ci/install: ssh client"]
 fn a_killed_cli_leaves_no_key_on_disk() {
     let project = Project::with_examples();
     // Accepts ssh's connection and never answers: ssh waits for the banner.
@@ -117,7 +137,7 @@ fn a_killed_cli_leaves_no_key_on_disk() {
         .spawn()
         .unwrap();
     // ssh is connected: the key is wherever the CLI keeps it for ssh.
-    let (connection, _) = vm.accept().unwrap();
+    let connection = accept_while_running(&vm, &mut cli);
     cli.kill().unwrap(); // SIGKILL: no destructor runs
     cli.wait().unwrap();
     assert_eq!(
@@ -177,6 +197,7 @@ const HOSTILE_SSH_CONFIG: &str = "Host *
 ";
 
 #[test]
+#[ignore = "needs .ci/install: sshd, root"]
 fn ssh_e2e_system_known_hosts_and_config_do_not_override_the_pin() {
     let project = Project::with_examples_in_git();
     // The deploy user clones origin.git from inside the (0700) temp dir.
