@@ -7,6 +7,7 @@
 //! [`plan::markdown`]) → [`publish`] → [`github`] → [`verify`] → [`deploy`];
 //! [`git`] is the repository access they share.
 
+pub mod actions;
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;
@@ -14,6 +15,7 @@ pub mod diff;
 pub mod environment;
 pub mod git;
 pub mod github;
+pub mod output;
 pub mod plan;
 pub mod publish;
 pub mod render;
