@@ -24,7 +24,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tracker-gitops", version, about, propagate_version = true)]
+// The last of a repeated flag wins (as in ripgrep): a caller such as the
+// action's run.sh can set defaults that arguments after them override.
+#[command(
+    name = "tracker-gitops",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -232,18 +232,18 @@ fn cross_file_diagnostics_locate_both_files_in_json_and_workflow_commands() {
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stdout.contains(
+        stderr.contains(
             "::error file=environments/staging.json,line=28,col=15,title=tracker-gitops error [branch-collision]::\
              deploy branch `deploy/production` is also the deploy branch of `production`\
              %0Anote: environments/production.json:28:15: `production` deploys from `deploy/production`"
         ),
-        "{stdout}"
+        "{stderr}"
     );
     assert!(
-        stdout.contains("::error file=environments/production.json,line=27,col=13,"),
-        "{stdout}"
+        stderr.contains("::error file=environments/production.json,line=27,col=13,"),
+        "{stderr}"
     );
 }
 
@@ -363,8 +363,9 @@ fn file_names_cannot_inject_workflow_commands() {
         "{stderr}"
     );
     assert!(
-        stdout
-            .starts_with("::error file=environments/x%0A%3A%3Aerror%3A%3Apwned.json,line=1,col=1,"),
-        "{stdout}"
+        stderr
+            .contains("\n::error file=environments/x%0A%3A%3Aerror%3A%3Apwned.json,line=1,col=1,"),
+        "{stderr}"
     );
+    assert_eq!(stdout, "");
 }
