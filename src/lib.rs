@@ -3,9 +3,13 @@
 //!
 //! The pipeline, one module per stage: [`environment`] (read, validate) →
 //! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`diff`]
-//! (a tree vs disk or git) → [`plan`] (the model from a base revision; its
-//! [`plan::markdown`]) → [`publish`] → [`github`] → [`verify`] → [`deploy`];
-//! [`git`] is the repository access they share.
+//! (a tree vs disk or git) → [`output`] (the `build/` directory) → [`plan`]
+//! (the model from a base revision; its [`plan::markdown`]) → [`publish`] →
+//! [`github`] → [`verify`] → [`deploy`]; [`git`] is the repository access
+//! they share, [`diagnostic`] reports problems in environment files and
+//! [`actions`] is the GitHub Actions I/O (step outputs, job summary, workflow
+//! commands). [`cli`] is no stage: it parses the command line, calls the
+//! stages and maps their results to exit codes.
 
 pub mod actions;
 pub mod cli;
