@@ -32,19 +32,12 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     let env = vm::load_target(&args.target)?;
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
-    let (repository, branch) = vm::deploy_source(&args.target, &env)?;
-    let commit = vm::verify(
-        &args.checks,
-        &env,
-        &repository,
-        &branch,
-        args.commit.as_deref(),
-    )?;
+    let source = vm::Source::new(&args.target, &env)?;
+    let commit = vm::verify(&args.checks, &env, &source, args.commit.as_deref())?;
     let connection = vm::connect(&args.target, &env)?;
     let run = Run {
         env: &env,
-        repository: &repository,
-        branch: &branch,
+        source: &source,
         commit: &commit,
         rollout: &args.rollout,
         allow_downgrade: args.allow_downgrade,
@@ -55,8 +48,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
 /// One deploy request, as deploy and rollback make it.
 pub struct Run<'a> {
     pub env: &'a Environment,
-    pub repository: &'a str,
-    pub branch: &'a str,
+    pub source: &'a vm::Source,
     pub commit: &'a str,
     pub rollout: &'a Rollout,
     pub allow_downgrade: bool,
@@ -73,8 +65,8 @@ impl Run<'_> {
         let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
         let request = deploy::Request {
             root: &self.env.file.deploy.path,
-            repository: self.repository,
-            branch: self.branch,
+            repository: &self.source.repository,
+            branch: &self.source.branch,
             commit: self.commit,
             pull: !self.rollout.no_pull,
             timeout: std::time::Duration::from_secs(self.rollout.timeout),

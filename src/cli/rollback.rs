@@ -26,11 +26,11 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<Conclusion> {
     let target = &args.target;
     let env = vm::load_target(target)?;
-    let (repository, branch) = vm::deploy_source(target, &env)?;
+    let source = vm::Source::new(target, &env)?;
     // The same checks as a deploy's, before the VM is touched: with --to
     // before anything connects, else once the VM said which commit it ran
     // before (a question that changes nothing).
-    let verify = |commit: &str| vm::verify(&args.checks, &env, &repository, &branch, Some(commit));
+    let verify = |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit));
     let (commit, connection) = match &args.to {
         Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
         None => {
@@ -48,8 +48,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     eprintln!("rolling back {} to {commit}", env.name);
     let run = Run {
         env: &env,
-        repository: &repository,
-        branch: &branch,
+        source: &source,
         commit: &commit,
         rollout: &args.rollout,
         allow_downgrade: true,

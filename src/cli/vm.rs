@@ -37,17 +37,24 @@ pub fn connect(target: &VmTarget, env: &Environment) -> Result<deploy::Connectio
     Ok(deploy::Connection::new(&env.file.deploy, identity)?)
 }
 
-/// The repository the VM clones, and the environment's deploy branch.
-pub fn deploy_source(target: &VmTarget, env: &Environment) -> Result<(String, String)> {
-    let repository = deploy::repository_url(
-        target.repository.as_deref(),
-        &env.file.deploy,
-        std::path::Path::new("."),
-    )?;
-    Ok((
-        repository,
-        env.deploy_branch(&target.branches.branch_prefix),
-    ))
+/// Where the VM gets the environment's deploy commits from.
+pub struct Source {
+    /// The repository the VM clones.
+    pub repository: String,
+    /// The environment's deploy branch.
+    pub branch: String,
+}
+
+impl Source {
+    pub fn new(target: &VmTarget, env: &Environment) -> Result<Self> {
+        let repository = deploy::repository_url(
+            target.repository.as_deref(),
+            &env.file.deploy,
+            std::path::Path::new("."),
+        )?;
+        let branch = env.deploy_branch(&target.branches.branch_prefix);
+        Ok(Self { repository, branch })
+    }
 }
 
 /// The commit to deploy (default: the deploy branch's tip), once it is
@@ -55,8 +62,7 @@ pub fn deploy_source(target: &VmTarget, env: &Environment) -> Result<(String, St
 pub fn verify(
     checks: &Checks,
     env: &Environment,
-    repository: &str,
-    branch: &str,
+    source: &Source,
     commit: Option<&str>,
 ) -> Result<String> {
     // Paths inside the repository, as publish recorded them.
@@ -65,8 +71,8 @@ pub fn verify(
         Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
     };
     let verified = verify::verify(&verify::Request {
-        repository,
-        branch,
+        repository: &source.repository,
+        branch: &source.branch,
         source_branch: checks.source_branch.as_deref(),
         commit,
         environment: &env.name,
