@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand};
     propagate_version = true,
     args_override_self = true
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -63,7 +63,7 @@ enum Command {
 
 /// What a command concluded about the thing it checked or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conclusion {
+enum Conclusion {
     /// Exit 0.
     Success,
     /// Exit 1.
@@ -74,7 +74,7 @@ pub enum Conclusion {
 /// diagnostics are already printed (exit 2, no further message).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid environment files")]
-pub struct Invalid;
+struct Invalid;
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
