@@ -10,8 +10,10 @@ use super::args::{Branches, Selection};
 use super::{Conclusion, Invalid, load};
 use crate::actions;
 use crate::diff;
+use crate::environment::Environment;
 use crate::output::{self, Output};
 use crate::publish;
+use crate::render::Rendered;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -64,9 +66,9 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             &serde_json::Value::from(keys).to_string(),
         )
     });
-    let verdict = result?;
+    let conclusion = result?;
     written?;
-    Ok(verdict)
+    Ok(conclusion)
 }
 
 fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
@@ -76,25 +78,15 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
         return Err(Invalid.into());
     };
     // Publish only what is committed in build/: a stale build/ is refused.
-    let output = Output::new(&selection.out);
     let mut out = io::stdout().lock();
-    let mut stale = false;
-    for (env, result) in &rendered {
-        let (dir, on_disk) = output.read(&env.name)?;
-        let changes = diff::compare(&result.tree, &on_disk);
-        if !changes.is_empty() {
-            stale = true;
-            output::write_drift(&mut out, &dir, &changes)?;
-        }
-    }
-    if stale {
+    if write_stale(&mut out, selection, &rendered)? {
         writeln!(
             out,
             "nothing published: run `tracker-gitops render` and commit the result"
         )?;
         return Ok(Conclusion::Failure);
     }
-    let (author_name, author_email) = parse_author(&args.author)?;
+    let author = parse_author(&args.author)?;
     let source = publish::Source::discover(std::path::Path::new("."))?;
     // Every environment's source must be committed, and reviewed, before any is published.
     let provenances = rendered
@@ -108,19 +100,7 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Without a remote nothing leaves this repository: there is no reviewed branch to check.
-    let reviewed = match (&args.remote, args.allow_unreviewed) {
-        (Some(remote), false) => Some(source.reviewed(remote, args.source_branch.as_deref())?),
-        _ => None,
-    };
-    let options = publish::Options {
-        remote: args.remote.clone(),
-        push: args.push,
-        author_name,
-        author_email,
-        source_ref: args.source_ref.clone(),
-        reviewed,
-    };
+    let options = options(args, &source, author)?;
     for ((env, result), provenance) in rendered.iter().zip(&provenances) {
         let branch = env.deploy_branch(&args.branches.branch_prefix);
         match publish::publish(
@@ -139,6 +119,47 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
         }
     }
     Ok(Conclusion::Success)
+}
+
+/// Writes the drift of each environment whose directory in OUT is not its
+/// render; whether any is.
+fn write_stale(
+    out: &mut dyn Write,
+    selection: &Selection,
+    rendered: &[(Environment, Rendered)],
+) -> Result<bool> {
+    let output = Output::new(&selection.out);
+    let mut stale = false;
+    for (env, result) in rendered {
+        let (dir, on_disk) = output.read(&env.name)?;
+        let changes = diff::compare(&result.tree, &on_disk);
+        if !changes.is_empty() {
+            stale = true;
+            output::write_drift(out, &dir, &changes)?;
+        }
+    }
+    Ok(stale)
+}
+
+/// How to publish, from the arguments and the parsed `--author`.
+fn options(
+    args: &Args,
+    source: &publish::Source,
+    (author_name, author_email): (String, String),
+) -> Result<publish::Options> {
+    // Without a remote nothing leaves this repository: there is no reviewed branch to check.
+    let reviewed = match (&args.remote, args.allow_unreviewed) {
+        (Some(remote), false) => Some(source.reviewed(remote, args.source_branch.as_deref())?),
+        _ => None,
+    };
+    Ok(publish::Options {
+        remote: args.remote.clone(),
+        push: args.push,
+        author_name,
+        author_email,
+        source_ref: args.source_ref.clone(),
+        reviewed,
+    })
 }
 
 /// `Name <email>`.
