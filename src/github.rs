@@ -16,8 +16,6 @@ pub const COMMENT_MARKER: &str = "<!-- tracker-gitops:plan -->";
 /// GitHub's maximum comment length. It counts characters; a body's length in
 /// bytes is never smaller, so bytes are a safe measure.
 pub const COMMENT_LIMIT: usize = 65_536;
-/// GitHub drops a larger `$GITHUB_STEP_SUMMARY` (1 MiB per step).
-pub const SUMMARY_LIMIT: usize = 1 << 20;
 /// Who writes the plan comment by default: a workflow's `GITHUB_TOKEN`.
 pub const DEFAULT_COMMENT_AUTHOR: &str = "github-actions[bot]";
 const DEFAULT_API_URL: &str = "https://api.github.com";

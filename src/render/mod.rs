@@ -173,6 +173,20 @@ pub struct Rendered {
     pub tree: Tree,
 }
 
+/// Renders each environment, keeping it next to its render.
+pub fn render_all(
+    environments: Vec<Environment>,
+    templates: &Templates,
+) -> Result<Vec<(Environment, Rendered)>, Error> {
+    environments
+        .into_iter()
+        .map(|env| {
+            let rendered = render(&env, templates)?;
+            Ok((env, rendered))
+        })
+        .collect()
+}
+
 /// Renders one environment. Pure: same environment, same bytes.
 pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Error> {
     let mut stack = Stack::build(env);

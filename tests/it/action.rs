@@ -1,8 +1,10 @@
 //! The composite action's install script (.github/action/install.sh), run by
 //! bash as action.yml runs it, against a copy of the action whose
 //! checksums.txt the test writes; `curl` and `cargo` are stubs on PATH that
-//! record how they were called. And the shape of action.yml and gitops.yml
-//! that keeps deploy secrets and the token to the steps that need them.
+//! record how they were called. Its run script (.github/action/run.sh) with
+//! the real binary, for the step outputs the action declares. And the shape
+//! of action.yml and gitops.yml that keeps deploy secrets and the token to
+//! the steps that need them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::process::Command as Std;
 use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Run, repo_root};
+use crate::harness::{Project, Run, repo_root};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const ASSET: &str = "tracker-gitops-x86_64-unknown-linux-gnu.tar.gz";
@@ -401,4 +403,98 @@ fn deploy_secrets_and_the_token_reach_only_the_steps_that_use_them() {
         }
     }
     assert_eq!(deploying, ["Deploy", "Status"]);
+}
+
+/// run.sh as action.yml runs it, in `project` with the real binary; its
+/// outputs.
+fn run_action(project: &Project, env: &[(&str, &str)]) -> (Run, BTreeMap<String, String>) {
+    let output = project.join("github-output");
+    let mut command = project.command(&[]);
+    let command = command
+        .env("GITHUB_OUTPUT", &output)
+        .env("RUNNER_TEMP", project.join(""))
+        .env("GITHUB_ACTIONS", "true")
+        .env("TG_BIN", env!("CARGO_BIN_EXE_tracker-gitops"))
+        .envs(env.iter().copied());
+    let mut script = Std::new("bash");
+    script.arg(repo_root().join(".github/action/run.sh"));
+    // The harness's clean environment and directory, for bash instead.
+    script.current_dir(project.path()).env_clear();
+    script.envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    script.env("PATH", std::env::var_os("PATH").unwrap());
+    (Run(script.output().unwrap()), outputs(&output))
+}
+
+#[test]
+fn the_cli_writes_the_plan_outputs_of_the_action() {
+    let project = Project::with_examples_in_git();
+    project.edit_json("environments/staging.json", |env| {
+        env["prometheus"]["scrape_interval"] = 30.into();
+    });
+    let (run, outputs) = run_action(
+        &project,
+        &[("TG_COMMAND", "plan"), ("TG_ARGS", "--base HEAD")],
+    );
+    let run = run.expect(0);
+    assert_eq!(outputs["changed"], r#"["staging"]"#);
+    // The Markdown alone: warnings and annotations went to stderr.
+    let plan = std::fs::read_to_string(&outputs["plan-file"]).unwrap();
+    assert_eq!(plan, run.stdout());
+    assert!(plan.contains("prometheus: recreated"), "{plan}");
+    assert!(
+        run.stderr().contains("::warning file=environments/"),
+        "{}",
+        run.stderr()
+    );
+
+    // No plan: the outputs are still set, empty.
+    let (run, outputs) = run_action(
+        &project,
+        &[("TG_COMMAND", "plan"), ("TG_ARGS", "--base no-such-ref")],
+    );
+    run.expect(2);
+    assert_eq!(outputs["changed"], "[]");
+    assert_eq!(std::fs::read_to_string(&outputs["plan-file"]).unwrap(), "");
+}
+
+#[test]
+fn the_cli_writes_the_publish_outputs_of_the_action() {
+    let project = Project::with_examples_in_git();
+    // `--remote` given again in args overrides run.sh's `--remote origin`.
+    let (run, outputs) = run_action(
+        &project,
+        &[
+            ("TG_COMMAND", "publish"),
+            ("TG_ENVIRONMENTS", "staging stable"),
+            ("TG_ARGS", "--remote origin"),
+        ],
+    );
+    run.expect(0);
+    let published: serde_json::Value = serde_json::from_str(&outputs["published"]).unwrap();
+    let head = project.origin_git(&["rev-parse", "deploy/staging"]);
+    assert_eq!(published["staging"], head.trim());
+    assert_eq!(published.as_object().unwrap().len(), 2);
+    assert_eq!(outputs["published-environments"], r#"["stable","staging"]"#);
+
+    // Nothing new: empty, not missing.
+    let (run, outputs) = run_action(
+        &project,
+        &[("TG_COMMAND", "publish"), ("TG_ENVIRONMENTS", "staging")],
+    );
+    run.expect(0);
+    assert_eq!(outputs["published"], "{}");
+    assert_eq!(outputs["published-environments"], "[]");
+}
+
+#[test]
+fn validate_through_the_action_checks_the_named_environments() {
+    let project = Project::with_examples();
+    project.write("environments/broken.json", "{");
+    let (run, _) = run_action(
+        &project,
+        &[("TG_COMMAND", "validate"), ("TG_ENVIRONMENTS", "staging")],
+    );
+    assert!(run.expect(0).stderr().contains("1 file checked: all valid"));
+    let (run, _) = run_action(&project, &[("TG_COMMAND", "validate")]);
+    assert!(run.expect(1).stderr().contains("1 invalid"));
 }

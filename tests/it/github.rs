@@ -339,13 +339,15 @@ fn a_read_only_token_warns_and_keeps_the_job_summary() {
         &[("GITHUB_ACTIONS", "true")],
     )
     .expect(0);
-    let out = run.stdout();
+    // The warning goes to stderr: stdout holds the Markdown plan alone.
+    let err = run.stderr();
     assert!(
-        out.contains(
+        err.contains(
             "::warning::cannot comment on pull request #7: GitHub refused (HTTP 403): Resource not accessible by integration; the plan is in the job summary\n"
         ),
-        "{out}"
+        "{err}"
     );
+    assert!(!run.stdout().contains("::warning"), "{}", run.stdout());
     let summary = project.read("summary.md");
     assert!(summary.contains("**staging**: prometheus: recreated; tracker: unchanged"));
 }

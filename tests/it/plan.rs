@@ -30,6 +30,7 @@ fn a_prometheus_only_change_recreates_prometheus_alone() {
         .command(&["plan", "--base", "HEAD"])
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &outputs)
+        .env("RUNNER_TEMP", project.join(""))
         .output()
         .unwrap())
     .expect(0);
@@ -61,7 +62,13 @@ fn a_prometheus_only_change_recreates_prometheus_alone() {
     assert!(!out.contains("### production") && !out.contains("### stable"));
     assert!(!out.contains("```mermaid"), "{out}");
     assert_eq!(project.read("summary.md"), format!("{out}\n"));
-    assert_eq!(project.read("outputs"), "changed=[\"staging\"]\n");
+    // Every output the action declares, the plan file holding stdout's Markdown.
+    let plan_file = project.join("tracker-gitops-plan.md");
+    assert_eq!(
+        project.read("outputs"),
+        format!("changed=[\"staging\"]\nplan-file={}\n", plan_file.display())
+    );
+    assert_eq!(project.read("tracker-gitops-plan.md"), out);
 }
 
 #[test]

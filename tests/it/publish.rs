@@ -21,9 +21,14 @@ fn first_publish_creates_branches_then_nothing_changes() {
         String::from_utf8_lossy(&run.stderr)
     );
     let output = std::fs::read_to_string(&outputs).unwrap();
+    let (published, environments) = output.trim().split_once('\n').unwrap();
     let published: serde_json::Value =
-        serde_json::from_str(output.trim().strip_prefix("published=").unwrap()).unwrap();
+        serde_json::from_str(published.strip_prefix("published=").unwrap()).unwrap();
     assert_eq!(published.as_object().unwrap().len(), 3);
+    assert_eq!(
+        environments,
+        r#"published-environments=["production","stable","staging"]"#
+    );
 
     // The branch holds exactly build/<env>/ plus the provenance file, with no parent.
     let files = project.origin_git(&["ls-tree", "-r", "--name-only", "deploy/staging"]);

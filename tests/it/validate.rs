@@ -71,21 +71,22 @@ fn secrets_in_the_wrong_place_are_never_echoed() {
 
 #[test]
 fn github_actions_get_workflow_commands() {
-    let (code, stdout, _) = validate_corpus_file("unknown-key.json", &[("GITHUB_ACTIONS", "true")]);
+    // On stderr, like every diagnostic: stdout carries data only.
+    let (code, _, stderr) = validate_corpus_file("unknown-key.json", &[("GITHUB_ACTIONS", "true")]);
     assert_eq!(code, 1);
     assert!(
-        stdout.contains(
+        stderr.contains(
             "::error file=environments/unknown-key.json,line=53,col=5,title=tracker-gitops error [unknown-key]::unknown key `scrape_intervall` in `prometheus`%0Ahint: did you mean `scrape_interval`?"
         ),
-        "{stdout}"
+        "{stderr}"
     );
     let examples = Project::with_examples();
     let mut examples = examples.command(&["validate"]);
     let run = examples.env("GITHUB_ACTIONS", "true").output().unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
-        stdout.contains("::warning file=environments/staging.json,line=5,col=14"),
-        "{stdout}"
+        stderr.contains("::warning file=environments/staging.json,line=5,col=14"),
+        "{stderr}"
     );
 }
 
@@ -231,18 +232,18 @@ fn cross_file_diagnostics_locate_both_files_in_json_and_workflow_commands() {
         .env("GITHUB_ACTIONS", "true")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stdout.contains(
+        stderr.contains(
             "::error file=environments/staging.json,line=28,col=15,title=tracker-gitops error [branch-collision]::\
              deploy branch `deploy/production` is also the deploy branch of `production`\
              %0Anote: environments/production.json:28:15: `production` deploys from `deploy/production`"
         ),
-        "{stdout}"
+        "{stderr}"
     );
     assert!(
-        stdout.contains("::error file=environments/production.json,line=27,col=13,"),
-        "{stdout}"
+        stderr.contains("::error file=environments/production.json,line=27,col=13,"),
+        "{stderr}"
     );
 }
 
@@ -362,8 +363,9 @@ fn file_names_cannot_inject_workflow_commands() {
         "{stderr}"
     );
     assert!(
-        stdout
-            .starts_with("::error file=environments/x%0A%3A%3Aerror%3A%3Apwned.json,line=1,col=1,"),
-        "{stdout}"
+        stderr
+            .contains("\n::error file=environments/x%0A%3A%3Aerror%3A%3Apwned.json,line=1,col=1,"),
+        "{stderr}"
     );
+    assert_eq!(stdout, "");
 }

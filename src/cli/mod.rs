@@ -1,0 +1,115 @@
+//! The command line: one file per command, each holding its arguments (which
+//! only parse) and its `run` (a few lines over the library). This file maps
+//! what a command concluded to the exit code, for all of them:
+//!
+//! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
+//! failed deploy); 2 the tool could not do its job, or refused.
+
+mod args;
+mod deploy;
+mod init;
+mod load;
+mod plan;
+mod publish;
+mod render;
+mod rollback;
+mod schema;
+mod status;
+mod validate;
+mod vm;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+// The last of a repeated flag wins (as in ripgrep): a caller such as the
+// action's run.sh can set defaults that arguments after them override.
+#[command(
+    name = "tracker-gitops",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check environment files against the schema and the stack rules.
+    Validate(validate::Args),
+    /// Write a complete environment file with the defaults filled in.
+    Init(init::Args),
+    /// Print the JSON Schema that environment files are validated against.
+    Schema,
+    /// Commit each rendered environment to its deploy branch (and push it).
+    Publish(publish::Args),
+    /// Show what merging would deploy: each environment's render at a base
+    /// revision against a fresh one, as Markdown.
+    Plan(plan::Args),
+    /// Render environments into OUT/<env>/ (or, with --check, compare with it).
+    Render(render::Args),
+    /// Deploy an environment's deploy branch to its VM over SSH.
+    Deploy(deploy::Args),
+    /// Deploy again the commit the VM ran before, with the secrets it ran with.
+    Rollback(rollback::Args),
+    /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
+    Status(status::Args),
+}
+
+/// What a command concluded about the thing it checked or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conclusion {
+    /// Exit 0.
+    Success,
+    /// Exit 1.
+    Failure,
+}
+
+/// Invalid environment files stop a command that needs valid ones; the
+/// diagnostics are already printed (exit 2, no further message).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid environment files")]
+struct Invalid;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(Conclusion::Success) => ExitCode::SUCCESS,
+        Ok(Conclusion::Failure) => ExitCode::from(1),
+        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
+        Err(e) => {
+            // Library errors carry their causes in their messages.
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Conclusion> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Init(args) => init::run(&args),
+        Command::Schema => schema::run(),
+        Command::Render(args) => render::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Publish(args) => publish::run(&args),
+        Command::Deploy(args) => deploy::run(&args),
+        Command::Rollback(args) => rollback::run(&args),
+        Command::Status(args) => status::run(&args),
+    }
+}

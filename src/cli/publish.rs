@@ -1,0 +1,175 @@
+//! `publish`: commit each rendered environment to its deploy branch, with its
+//! provenance, and with `--push` push it. Only what is committed in build/ is
+//! published.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+
+use super::args::{Branches, Selection};
+use super::{Conclusion, Invalid, load};
+use crate::actions;
+use crate::diff;
+use crate::environment::Environment;
+use crate::output::{self, Output};
+use crate::publish;
+use crate::render::Rendered;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    selection: Selection,
+    #[command(flatten)]
+    branches: Branches,
+    /// Build on this remote's branch tips (fetched first).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// Push the new commits to --remote, fast-forward only.
+    #[arg(long, requires = "remote")]
+    push: bool,
+    /// The branch of --remote the source commit must be on (default: the
+    /// remote's default branch).
+    #[arg(long, value_name = "BRANCH", requires = "remote")]
+    source_branch: Option<String>,
+    /// For local experiments: publish a source that is not on that branch.
+    /// Never with --push; deploy refuses such commits anyway.
+    #[arg(long, requires = "remote", conflicts_with_all = ["push", "source_branch"])]
+    allow_unreviewed: bool,
+    /// Author and committer of the deploy commits.
+    #[arg(
+        long,
+        value_name = "NAME <EMAIL>",
+        default_value = "tracker-gitops <tracker-gitops@users.noreply.github.com>"
+    )]
+    author: String,
+    /// The source ref recorded in the provenance (default: the checked-out branch).
+    #[arg(long, value_name = "REF", env = "GITHUB_REF")]
+    source_ref: Option<String>,
+}
+
+/// Environment name → the new commit of its deploy branch.
+type Published = serde_json::Map<String, serde_json::Value>;
+
+/// Publishes, then sets the step outputs `published` and
+/// `published-environments`, empty when nothing was published.
+pub fn run(args: &Args) -> Result<Conclusion> {
+    let mut published = Published::new();
+    let result = publish_all(args, &mut published);
+    let keys: Vec<_> = published.keys().cloned().collect();
+    let written = actions::set_output(
+        "published",
+        &serde_json::Value::Object(published).to_string(),
+    )
+    .and_then(|()| {
+        actions::set_output(
+            "published-environments",
+            &serde_json::Value::from(keys).to_string(),
+        )
+    });
+    let conclusion = result?;
+    written?;
+    Ok(conclusion)
+}
+
+fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
+    let selection = &args.selection;
+    let Some(rendered) = load::rendered(selection, &args.branches)? else {
+        eprintln!("nothing published: fix the errors above first");
+        return Err(Invalid.into());
+    };
+    // Publish only what is committed in build/: a stale build/ is refused.
+    let mut out = io::stdout().lock();
+    if write_stale(&mut out, selection, &rendered)? {
+        writeln!(
+            out,
+            "nothing published: run `tracker-gitops render` and commit the result"
+        )?;
+        return Ok(Conclusion::Failure);
+    }
+    let author = parse_author(&args.author)?;
+    let source = publish::Source::discover(std::path::Path::new("."))?;
+    // Every environment's source must be committed, and reviewed, before any is published.
+    let provenances = rendered
+        .iter()
+        .map(|(env, result)| {
+            source.provenance(
+                env,
+                &selection.out,
+                &result.tree,
+                args.source_ref.as_deref(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = options(args, &source, author)?;
+    for ((env, result), provenance) in rendered.iter().zip(&provenances) {
+        let branch = env.deploy_branch(&args.branches.branch_prefix);
+        match publish::publish(
+            source.repository(),
+            env,
+            &branch,
+            result,
+            provenance,
+            &options,
+        )? {
+            publish::Published::Unchanged => writeln!(out, "{}: unchanged ({branch})", env.name)?,
+            publish::Published::Committed(commit) => {
+                writeln!(out, "{}: {commit} ({branch})", env.name)?;
+                published.insert(env.name.clone(), commit.to_string().into());
+            }
+        }
+    }
+    Ok(Conclusion::Success)
+}
+
+/// Writes the drift of each environment whose directory in OUT is not its
+/// render; whether any is.
+fn write_stale(
+    out: &mut dyn Write,
+    selection: &Selection,
+    rendered: &[(Environment, Rendered)],
+) -> Result<bool> {
+    let output = Output::new(&selection.out);
+    let mut stale = false;
+    for (env, result) in rendered {
+        let (dir, on_disk) = output.read(&env.name)?;
+        let changes = diff::compare(&result.tree, &on_disk);
+        if !changes.is_empty() {
+            stale = true;
+            output::write_drift(out, &dir, &changes)?;
+        }
+    }
+    Ok(stale)
+}
+
+/// How to publish, from the arguments and the parsed `--author`.
+fn options(
+    args: &Args,
+    source: &publish::Source,
+    (author_name, author_email): (String, String),
+) -> Result<publish::Options> {
+    // Without a remote nothing leaves this repository: there is no reviewed branch to check.
+    let reviewed = match (&args.remote, args.allow_unreviewed) {
+        (Some(remote), false) => Some(source.reviewed(remote, args.source_branch.as_deref())?),
+        _ => None,
+    };
+    Ok(publish::Options {
+        remote: args.remote.clone(),
+        push: args.push,
+        author_name,
+        author_email,
+        source_ref: args.source_ref.clone(),
+        reviewed,
+    })
+}
+
+/// `Name <email>`.
+fn parse_author(author: &str) -> Result<(String, String)> {
+    let (name, rest) = author
+        .split_once('<')
+        .ok_or_else(|| anyhow::anyhow!("--author must look like `Name <email>`"))?;
+    let email = rest
+        .trim_end()
+        .strip_suffix('>')
+        .ok_or_else(|| anyhow::anyhow!("--author must look like `Name <email>`"))?;
+    Ok((name.trim().to_string(), email.trim().to_string()))
+}

@@ -1,0 +1,57 @@
+//! `rollback`: a deploy of an older commit with the secrets the VM kept for
+//! it (the CI job's secrets may be named differently by now).
+
+use anyhow::Result;
+
+use super::Conclusion;
+use super::args::{Checks, Rollout, VmTarget};
+use super::deploy::Run;
+use super::vm;
+use crate::deploy;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: VmTarget,
+    /// Go back to this deployed commit (default: the newest one older than
+    /// the running one).
+    #[arg(long, value_name = "SHA")]
+    to: Option<String>,
+    #[command(flatten)]
+    checks: Checks,
+    #[command(flatten)]
+    rollout: Rollout,
+}
+
+pub fn run(args: &Args) -> Result<Conclusion> {
+    let target = &args.target;
+    let env = vm::load_target(target)?;
+    let source = vm::Source::new(target, &env)?;
+    // The same checks as a deploy's, before the VM is touched: with --to
+    // before anything connects, else once the VM said which commit it ran
+    // before (a question that changes nothing).
+    let verify = |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit));
+    let (commit, connection) = match &args.to {
+        Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
+        None => {
+            let connection = vm::connect(target, &env)?;
+            let previous =
+                deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "nothing to roll back to: the VM keeps no older deployed commit \
+                         with its secrets"
+                    )
+                })?;
+            (verify(&previous)?, connection)
+        }
+    };
+    eprintln!("rolling back {} to {commit}", env.name);
+    let run = Run {
+        env: &env,
+        source: &source,
+        commit: &commit,
+        rollout: &args.rollout,
+        allow_downgrade: true,
+    };
+    run.on(&connection, deploy::SecretSource::Stored)
+}
