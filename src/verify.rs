@@ -8,7 +8,7 @@
 //! source commit plus the provenance file (modes and entry types included),
 //! and (d) have that source commit on the tracked branch.
 
-use git2::Repository;
+use git2::{Commit, Oid, Repository};
 
 use crate::diagnostic::display_text;
 use crate::git;
@@ -109,6 +109,32 @@ pub struct Verified {
 /// Fetches the deploy branch and the tracked branch of `request.repository`
 /// and checks the commit to deploy; see the module documentation.
 pub fn verify(request: &Request) -> Result<Verified, Error> {
+    let fetched = fetch(request)?;
+    let commit = on_deploy_branch(&fetched, request)?;
+    let source = provenance(&fetched.repo, &commit, request)?;
+    source_is_reviewed(&fetched, &commit, source, request)?;
+    tree_is_the_render(&fetched.repo, &commit, source, request)?;
+    Ok(Verified {
+        commit: commit.id().to_string(),
+        source_commit: source.to_string(),
+        source_branch: fetched.tracked.clone(),
+    })
+}
+
+/// Both branches, fetched into a scratch repository.
+struct Fetched {
+    // Declared before `_scratch`: the repository closes before its directory goes.
+    repo: Repository,
+    /// The repository the VM clones, as shown in messages.
+    repository: String,
+    /// The branch sources must be on.
+    tracked: String,
+    deploy_tip: Oid,
+    tracked_tip: Oid,
+    _scratch: tempfile::TempDir,
+}
+
+fn fetch(request: &Request) -> Result<Fetched, Error> {
     let scratch = tempfile::Builder::new()
         .prefix("tracker-gitops-verify.")
         .tempdir()
@@ -140,67 +166,62 @@ pub fn verify(request: &Request) -> Result<Verified, Error> {
         &repo,
         &[(request.branch, &deploy_ref), (&tracked, &tracked_ref)],
     )?;
-    let deploy_tip = repo.refname_to_id(&deploy_ref)?;
-    let tracked_tip = repo.refname_to_id(&tracked_ref)?;
+    // The remote borrows the repository, which moves into the result.
+    drop(remote);
+    Ok(Fetched {
+        deploy_tip: repo.refname_to_id(&deploy_ref)?,
+        tracked_tip: repo.refname_to_id(&tracked_ref)?,
+        repo,
+        repository,
+        tracked,
+        _scratch: scratch,
+    })
+}
 
-    // (a) on the deploy branch
-    let commit = match request.commit {
-        None => deploy_tip,
-        Some(text) => {
-            if text.len() < 4 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::CommitSyntax(text.to_string()));
-            }
-            let found = repo
-                .revparse_single(text)
-                .and_then(|object| object.peel_to_commit())
-                .map(|commit| commit.id())
-                .ok();
-            match found {
-                Some(id) if git::is_on(&repo, id, deploy_tip)? => id,
-                _ => {
-                    return Err(Error::NotOnBranch {
-                        commit: text.to_string(),
-                        branch: request.branch.to_string(),
-                        repository,
-                    });
-                }
-            }
-        }
+/// (a) The commit to deploy (the deploy branch's tip unless one is asked for) is on the deploy branch.
+fn on_deploy_branch<'r>(fetched: &'r Fetched, request: &Request) -> Result<Commit<'r>, Error> {
+    let repo = &fetched.repo;
+    let Some(text) = request.commit else {
+        return Ok(repo.find_commit(fetched.deploy_tip)?);
     };
-    let commit = repo.find_commit(commit)?;
-    let refuse = |problem: String| Error::Provenance {
+    if text.len() < 4 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::CommitSyntax(text.to_string()));
+    }
+    let found = repo
+        .revparse_single(text)
+        .and_then(|object| object.peel_to_commit())
+        .map(|commit| commit.id())
+        .ok();
+    match found {
+        Some(id) if git::is_on(repo, id, fetched.deploy_tip)? => Ok(repo.find_commit(id)?),
+        _ => Err(Error::NotOnBranch {
+            commit: text.to_string(),
+            branch: request.branch.to_string(),
+            repository: fetched.repository.clone(),
+        }),
+    }
+}
+
+/// The refusal of `commit` for a `problem` with its provenance.
+fn refusal(commit: &Commit, request: &Request, problem: String) -> Error {
+    Error::Provenance {
         commit: commit.id().to_string(),
         branch: request.branch.to_string(),
         problem,
-    };
-
-    // (b) publish's provenance, consistent with itself and the environment
-    let tree = commit.tree()?;
-    if !git::is_regular_file(&tree, SOURCE_FILE) {
-        return Err(refuse(format!("it has no {SOURCE_FILE}")));
     }
-    let entry = tree.get_path(std::path::Path::new(SOURCE_FILE))?;
-    let blob = repo.find_blob(entry.id())?;
-    let provenance: Provenance = serde_json::from_slice(blob.content()).map_err(|e| {
-        refuse(format!(
-            "its {SOURCE_FILE} is not publish's provenance ({e})"
-        ))
-    })?;
+}
+
+/// (b) publish's provenance, consistent with itself and the environment: the source commit.
+fn provenance(repo: &Repository, commit: &Commit, request: &Request) -> Result<Oid, Error> {
+    let refuse = |problem: String| refusal(commit, request, problem);
+    let provenance = source_file(repo, commit, request)?;
     let message = String::from_utf8_lossy(commit.message_bytes());
-    let [source_commit] = &git::trailer(&message, SOURCE_COMMIT_TRAILER)[..] else {
-        return Err(refuse(format!(
-            "its message does not have exactly one {SOURCE_COMMIT_TRAILER} trailer"
-        )));
-    };
-    let [environment] = &git::trailer(&message, ENVIRONMENT_TRAILER)[..] else {
-        return Err(refuse(format!(
-            "its message does not have exactly one {ENVIRONMENT_TRAILER} trailer"
-        )));
-    };
+    let source_commit = one_trailer(&message, SOURCE_COMMIT_TRAILER).map_err(&refuse)?;
+    let environment = one_trailer(&message, ENVIRONMENT_TRAILER).map_err(&refuse)?;
     if environment != request.environment {
         return Err(refuse(format!(
             "it was published for environment `{}`, not `{}`",
-            display_text(environment),
+            display_text(&environment),
             request.environment
         )));
     }
@@ -211,47 +232,83 @@ pub fn verify(request: &Request) -> Result<Verified, Error> {
             request.environment_file
         )));
     }
-    let source = match git::parse_oid(source_commit) {
-        Some(source) if provenance.commit == *source_commit => source,
-        _ => {
-            return Err(refuse(format!(
-                "its {SOURCE_COMMIT_TRAILER} trailer ({}) and {SOURCE_FILE} ({}) do not name one commit",
-                display_text(source_commit),
-                display_text(&provenance.commit)
-            )));
-        }
-    };
-
-    // (d) the source is reviewed: on the tracked branch
-    if !git::is_on(&repo, source, tracked_tip)? {
-        return Err(Error::Unreviewed {
-            commit: commit.id().to_string(),
-            branch: request.branch.to_string(),
-            source_commit: source.to_string(),
-            tracked,
-            repository,
-        });
+    match git::parse_oid(&source_commit) {
+        Some(source) if provenance.commit == source_commit => Ok(source),
+        _ => Err(refuse(format!(
+            "its {SOURCE_COMMIT_TRAILER} trailer ({}) and {SOURCE_FILE} ({}) do not name one commit",
+            display_text(&source_commit),
+            display_text(&provenance.commit)
+        ))),
     }
+}
 
-    // (c) exactly the source's rendered directory plus the provenance file
-    let expected = git::subtree(&repo, repo.find_commit(source)?.tree()?, request.output)?;
-    let actual = repo.find_tree(git::without(&repo, &tree, SOURCE_FILE)?)?;
-    if expected.as_ref().map(git2::Tree::id) != Some(actual.id()) {
-        let differences = match &expected {
-            Some(expected) => git::differences(&repo, expected, &actual)?,
-            None => format!("the source has no {}", request.output),
-        };
-        return Err(Error::Tampered {
-            commit: commit.id().to_string(),
-            branch: request.branch.to_string(),
-            dir: request.output.to_string(),
-            source_commit: source.to_string(),
-            differences,
-        });
+/// The commit's provenance file, read as publish writes it.
+fn source_file(repo: &Repository, commit: &Commit, request: &Request) -> Result<Provenance, Error> {
+    let tree = commit.tree()?;
+    if !git::is_regular_file(&tree, SOURCE_FILE) {
+        return Err(refusal(commit, request, format!("it has no {SOURCE_FILE}")));
     }
-    Ok(Verified {
+    let entry = tree.get_path(std::path::Path::new(SOURCE_FILE))?;
+    let blob = repo.find_blob(entry.id())?;
+    serde_json::from_slice(blob.content()).map_err(|e| {
+        refusal(
+            commit,
+            request,
+            format!("its {SOURCE_FILE} is not publish's provenance ({e})"),
+        )
+    })
+}
+
+/// The value of the one `trailer` in `message`, or the problem with it.
+fn one_trailer(message: &str, trailer: &str) -> Result<String, String> {
+    match &git::trailer(message, trailer)[..] {
+        [value] => Ok(value.clone()),
+        _ => Err(format!(
+            "its message does not have exactly one {trailer} trailer"
+        )),
+    }
+}
+
+/// (d) The source is reviewed: on the tracked branch.
+fn source_is_reviewed(
+    fetched: &Fetched,
+    commit: &Commit,
+    source: Oid,
+    request: &Request,
+) -> Result<(), Error> {
+    if git::is_on(&fetched.repo, source, fetched.tracked_tip)? {
+        return Ok(());
+    }
+    Err(Error::Unreviewed {
         commit: commit.id().to_string(),
+        branch: request.branch.to_string(),
         source_commit: source.to_string(),
-        source_branch: tracked,
+        tracked: fetched.tracked.clone(),
+        repository: fetched.repository.clone(),
+    })
+}
+
+/// (c) The commit holds exactly the source's rendered directory plus the provenance file.
+fn tree_is_the_render(
+    repo: &Repository,
+    commit: &Commit,
+    source: Oid,
+    request: &Request,
+) -> Result<(), Error> {
+    let expected = git::subtree(repo, repo.find_commit(source)?.tree()?, request.output)?;
+    let actual = repo.find_tree(git::without(repo, &commit.tree()?, SOURCE_FILE)?)?;
+    if expected.as_ref().map(git2::Tree::id) == Some(actual.id()) {
+        return Ok(());
+    }
+    let differences = match &expected {
+        Some(expected) => git::differences(repo, expected, &actual)?,
+        None => format!("the source has no {}", request.output),
+    };
+    Err(Error::Tampered {
+        commit: commit.id().to_string(),
+        branch: request.branch.to_string(),
+        dir: request.output.to_string(),
+        source_commit: source.to_string(),
+        differences,
     })
 }
