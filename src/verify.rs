@@ -142,22 +142,7 @@ fn fetch(request: &Request) -> Result<Fetched, Error> {
     let repo = Repository::init_bare(scratch.path())?;
     let mut remote = git::Remote::url(&repo, request.repository)?;
     let repository = remote.display_url().to_string();
-    let tracked = match request.source_branch {
-        Some(branch) => branch.to_string(),
-        None => remote.default_branch()?.to_string(),
-    };
-    if !remote.has_branch(request.branch) {
-        return Err(Error::NoDeployBranch {
-            repository,
-            branch: request.branch.to_string(),
-        });
-    }
-    if !remote.has_branch(&tracked) {
-        return Err(Error::NoTrackedBranch {
-            repository,
-            branch: tracked,
-        });
-    }
+    let tracked = branches(&remote, request)?;
     let (deploy_ref, tracked_ref) = (
         format!("{FETCHED}deploy/{}", request.branch),
         format!("{FETCHED}tracked/{tracked}"),
@@ -176,6 +161,28 @@ fn fetch(request: &Request) -> Result<Fetched, Error> {
         tracked,
         _scratch: scratch,
     })
+}
+
+/// The branch sources must be on, once both it and the deploy branch are known to exist.
+fn branches(remote: &git::Remote, request: &Request) -> Result<String, Error> {
+    let repository = || remote.display_url().to_string();
+    let tracked = match request.source_branch {
+        Some(branch) => branch.to_string(),
+        None => remote.default_branch()?.to_string(),
+    };
+    if !remote.has_branch(request.branch) {
+        return Err(Error::NoDeployBranch {
+            repository: repository(),
+            branch: request.branch.to_string(),
+        });
+    }
+    if !remote.has_branch(&tracked) {
+        return Err(Error::NoTrackedBranch {
+            repository: repository(),
+            branch: tracked,
+        });
+    }
+    Ok(tracked)
 }
 
 /// (a) The commit to deploy (the deploy branch's tip unless one is asked for) is on the deploy branch.
