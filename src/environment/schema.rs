@@ -62,208 +62,202 @@ pub fn validate(document: &Document) -> Violations {
     violations
 }
 
-fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
-    let pointer = error.instance_path().as_str().to_string();
-    let schema_path = error.schema_path().as_str();
-    let keyword_parent = schema_path
-        .rsplit_once('/')
-        .map_or("", |(parent, _)| parent);
-    let field = field_name(&pointer);
-    let instance = error.instance();
-    let value_span = document.value_span(&pointer);
-    let in_secret = schema_path.starts_with("/$defs/secret");
+/// Where a violation is, and what is there, as every diagnostic needs it.
+struct Site<'a> {
+    document: &'a Document,
+    pointer: String,
+    /// The schema path of the keyword's parent: the schema of the offending value.
+    keyword_parent: &'a str,
+    field: String,
+    instance: &'a Value,
+    value_span: std::ops::Range<usize>,
+    /// Whether the value stands where a secret reference belongs.
+    in_secret: bool,
+}
 
-    match error.kind() {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let known = known_keys(keyword_parent);
-            unexpected
-                .iter()
-                .map(|key| {
-                    let at = format!("{pointer}/{}", escape_token(key));
-                    let diagnostic = Diagnostic::error(
-                        Code::UnknownKey,
-                        at.clone(),
-                        document.key_span(&at),
-                        format!("unknown key `{}`{}", printable(key), within(&pointer)),
-                    );
-                    match closest(key, &known) {
-                        Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
-                        None => {
-                            diagnostic.with_hint(format!("expected one of: {}", known.join(", ")))
-                        }
-                    }
-                })
-                .collect()
-        }
-        ValidationErrorKind::Required { property } => {
-            let key = property.as_str().unwrap_or_default();
-            let at = format!("{pointer}/{}", escape_token(key));
-            let mut diagnostic = Diagnostic::error(
-                Code::MissingKey,
-                at,
-                document.object_span(&pointer),
-                format!("missing required key `{key}`{}", within(&pointer)),
-            );
-            if let Some(description) = describe(&format!("{keyword_parent}/properties/{key}")) {
-                diagnostic = diagnostic.with_hint(format!("`{key}`: {description}"));
-            }
-            vec![diagnostic]
-        }
-        ValidationErrorKind::Type { .. } if in_secret && !instance.is_object() => {
-            let name = suggested_secret_name(&pointer);
-            vec![
-                Diagnostic::error(
-                    Code::LiteralSecret,
-                    pointer,
-                    value_span,
-                    format!("`{field}` must be a secret reference, not a value"),
-                )
-                .with_hint(format!(
-                    "write {{\"secret\": \"{name}\"}} and store the value as a CI secret named {name}; \
-                     secrets never go into git"
-                )),
-            ]
-        }
-        ValidationErrorKind::Type { kind } => vec![Diagnostic::error(
-            Code::WrongType,
-            pointer,
-            value_span,
-            format!(
-                "`{field}` must be {}, found {}",
-                type_name(kind),
-                json_type(instance)
-            ),
-        )],
-        ValidationErrorKind::Enum { options } => {
-            let options: Vec<String> = options
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|o| o.to_string())
-                .collect();
-            let mut diagnostic = Diagnostic::error(
-                Code::InvalidChoice,
-                pointer,
-                value_span,
-                format!(
-                    "`{field}` must be one of {}, found {}",
-                    options.join(", "),
-                    short(instance)
-                ),
-            );
-            if let Some(close) = instance.as_str().and_then(|s| {
-                closest(
-                    s,
-                    &options
-                        .iter()
-                        .map(|o| o.trim_matches('"').to_string())
-                        .collect::<Vec<_>>(),
-                )
-            }) {
-                diagnostic = diagnostic.with_hint(format!("did you mean \"{close}\"?"));
-            }
-            vec![diagnostic]
-        }
-        ValidationErrorKind::Constant { expected_value } => vec![Diagnostic::error(
-            Code::InvalidChoice,
-            pointer,
-            value_span,
-            format!(
-                "`{field}` must be {expected_value}, found {}",
-                short(instance)
-            ),
-        )],
-        ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            vec![bounded(
-                pointer,
-                value_span,
-                &field,
-                "at least",
-                limit,
-                instance,
-                keyword_parent,
-            )]
-        }
-        ValidationErrorKind::Maximum { limit }
-        | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            vec![bounded(
-                pointer,
-                value_span,
-                &field,
-                "at most",
-                limit,
-                instance,
-                keyword_parent,
-            )]
-        }
-        ValidationErrorKind::MaxLength { limit } => vec![Diagnostic::error(
-            Code::WrongLength,
-            pointer,
-            value_span,
-            format!("`{field}` is longer than {limit} characters"),
-        )],
-        ValidationErrorKind::MinLength { limit } => vec![Diagnostic::error(
-            Code::WrongLength,
-            pointer,
-            value_span,
-            format!("`{field}` is shorter than {limit} characters"),
-        )],
-        ValidationErrorKind::MaxItems { limit } => vec![Diagnostic::error(
-            Code::WrongLength,
-            pointer,
-            value_span,
-            format!("`{field}` has more than {limit} entries"),
-        )],
-        ValidationErrorKind::Pattern { .. } => {
-            let what = if in_secret {
-                "secret names are UPPER_SNAKE_CASE: letters, digits and `_`, starting with a letter"
-                    .to_string()
-            } else {
-                describe(keyword_parent)
-                    .unwrap_or_else(|| "see the schema for the expected form".into())
-            };
-            vec![
-                Diagnostic::error(
-                    Code::InvalidFormat,
-                    pointer,
-                    value_span,
-                    format!("`{field}` has an invalid value {}", short(instance)),
-                )
-                .with_hint(what),
-            ]
-        }
-        _ => vec![Diagnostic::error(
-            Code::SchemaViolation,
-            pointer,
-            value_span,
-            format!("`{field}` is invalid ({})", error.kind().keyword()),
-        )],
+impl Site<'_> {
+    /// An error about the value itself.
+    fn error(self, code: Code, message: String) -> Diagnostic {
+        Diagnostic::error(code, self.pointer, self.value_span, message)
     }
 }
 
-fn bounded(
-    pointer: String,
-    span: std::ops::Range<usize>,
-    field: &str,
-    relation: &str,
-    limit: &Value,
-    instance: &Value,
-    keyword_parent: &str,
-) -> Diagnostic {
-    let diagnostic = Diagnostic::error(
-        Code::OutOfRange,
+fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let pointer = error.instance_path().as_str().to_string();
+    let schema_path = error.schema_path().as_str();
+    let site = Site {
+        document,
+        keyword_parent: schema_path
+            .rsplit_once('/')
+            .map_or("", |(parent, _)| parent),
+        field: field_name(&pointer),
+        instance: error.instance(),
+        value_span: document.value_span(&pointer),
+        in_secret: schema_path.starts_with("/$defs/secret"),
         pointer,
-        span,
-        format!(
-            "`{field}` must be {relation} {limit}, found {}",
-            short(instance)
-        ),
+    };
+
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => unknown_keys(&site, unexpected),
+        ValidationErrorKind::Required { property } => vec![missing_key(site, property)],
+        ValidationErrorKind::Type { kind } => vec![wrong_type(site, kind)],
+        ValidationErrorKind::Enum { options } => vec![not_an_option(site, options)],
+        ValidationErrorKind::Constant { expected_value } => {
+            vec![not_the_constant(site, expected_value)]
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => vec![bounded(site, "at least", limit)],
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => vec![bounded(site, "at most", limit)],
+        ValidationErrorKind::MaxLength { limit } => {
+            vec![wrong_length(
+                site,
+                format!("is longer than {limit} characters"),
+            )]
+        }
+        ValidationErrorKind::MinLength { limit } => {
+            vec![wrong_length(
+                site,
+                format!("is shorter than {limit} characters"),
+            )]
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            vec![wrong_length(site, format!("has more than {limit} entries"))]
+        }
+        ValidationErrorKind::Pattern { .. } => vec![invalid_format(site)],
+        kind => {
+            let message = format!("`{}` is invalid ({})", site.field, kind.keyword());
+            vec![site.error(Code::SchemaViolation, message)]
+        }
+    }
+}
+
+fn unknown_keys(site: &Site, unexpected: &[String]) -> Vec<Diagnostic> {
+    let known = known_keys(site.keyword_parent);
+    unexpected
+        .iter()
+        .map(|key| {
+            let at = format!("{}/{}", site.pointer, escape_token(key));
+            let diagnostic = Diagnostic::error(
+                Code::UnknownKey,
+                at.clone(),
+                site.document.key_span(&at),
+                format!("unknown key `{}`{}", printable(key), within(&site.pointer)),
+            );
+            match closest(key, &known) {
+                Some(close) => diagnostic.with_hint(format!("did you mean `{close}`?")),
+                None => diagnostic.with_hint(format!("expected one of: {}", known.join(", "))),
+            }
+        })
+        .collect()
+}
+
+fn missing_key(site: Site, property: &Value) -> Diagnostic {
+    let key = property.as_str().unwrap_or_default();
+    let at = format!("{}/{}", site.pointer, escape_token(key));
+    let diagnostic = Diagnostic::error(
+        Code::MissingKey,
+        at,
+        site.document.object_span(&site.pointer),
+        format!("missing required key `{key}`{}", within(&site.pointer)),
     );
-    match describe(keyword_parent) {
+    match describe(&format!("{}/properties/{key}", site.keyword_parent)) {
+        Some(description) => diagnostic.with_hint(format!("`{key}`: {description}")),
+        None => diagnostic,
+    }
+}
+
+/// A value of the wrong type; a literal where a secret reference belongs is its own case.
+fn wrong_type(site: Site, kind: &TypeKind) -> Diagnostic {
+    if site.in_secret && !site.instance.is_object() {
+        let name = suggested_secret_name(&site.pointer);
+        let message = format!("`{}` must be a secret reference, not a value", site.field);
+        return site.error(Code::LiteralSecret, message).with_hint(format!(
+            "write {{\"secret\": \"{name}\"}} and store the value as a CI secret named {name}; \
+             secrets never go into git"
+        ));
+    }
+    let message = format!(
+        "`{}` must be {}, found {}",
+        site.field,
+        type_name(kind),
+        json_type(site.instance)
+    );
+    site.error(Code::WrongType, message)
+}
+
+fn not_an_option(site: Site, options: &Value) -> Diagnostic {
+    let options: Vec<String> = options
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| o.to_string())
+        .collect();
+    let close = site.instance.as_str().and_then(|s| {
+        closest(
+            s,
+            &options
+                .iter()
+                .map(|o| o.trim_matches('"').to_string())
+                .collect::<Vec<_>>(),
+        )
+    });
+    let message = format!(
+        "`{}` must be one of {}, found {}",
+        site.field,
+        options.join(", "),
+        short(site.instance)
+    );
+    let diagnostic = site.error(Code::InvalidChoice, message);
+    match close {
+        Some(close) => diagnostic.with_hint(format!("did you mean \"{close}\"?")),
+        None => diagnostic,
+    }
+}
+
+fn not_the_constant(site: Site, expected_value: &Value) -> Diagnostic {
+    let message = format!(
+        "`{}` must be {expected_value}, found {}",
+        site.field,
+        short(site.instance)
+    );
+    site.error(Code::InvalidChoice, message)
+}
+
+fn bounded(site: Site, relation: &str, limit: &Value) -> Diagnostic {
+    let message = format!(
+        "`{}` must be {relation} {limit}, found {}",
+        site.field,
+        short(site.instance)
+    );
+    let description = describe(site.keyword_parent);
+    let diagnostic = site.error(Code::OutOfRange, message);
+    match description {
         Some(description) => diagnostic.with_hint(description),
         None => diagnostic,
     }
+}
+
+/// A string or a list of the wrong length: `problem` follows the field's name.
+fn wrong_length(site: Site, problem: String) -> Diagnostic {
+    let message = format!("`{}` {problem}", site.field);
+    site.error(Code::WrongLength, message)
+}
+
+fn invalid_format(site: Site) -> Diagnostic {
+    let what = if site.in_secret {
+        "secret names are UPPER_SNAKE_CASE: letters, digits and `_`, starting with a letter"
+            .to_string()
+    } else {
+        describe(site.keyword_parent)
+            .unwrap_or_else(|| "see the schema for the expected form".into())
+    };
+    let message = format!(
+        "`{}` has an invalid value {}",
+        site.field,
+        short(site.instance)
+    );
+    site.error(Code::InvalidFormat, message).with_hint(what)
 }
 
 /// The last token of a pointer, for messages (`/tracker/http_api` → `http_api`).
