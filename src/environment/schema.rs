@@ -75,7 +75,23 @@ struct Site<'a> {
     in_secret: bool,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    fn of(document: &'a Document, error: &'a ValidationError<'_>) -> Self {
+        let pointer = error.instance_path().as_str().to_string();
+        let schema_path = error.schema_path().as_str();
+        Site {
+            document,
+            keyword_parent: schema_path
+                .rsplit_once('/')
+                .map_or("", |(parent, _)| parent),
+            field: field_name(&pointer),
+            instance: error.instance(),
+            value_span: document.value_span(&pointer),
+            in_secret: schema_path.starts_with("/$defs/secret"),
+            pointer,
+        }
+    }
+
     /// An error about the value itself.
     fn error(self, code: Code, message: String) -> Diagnostic {
         Diagnostic::error(code, self.pointer, self.value_span, message)
@@ -83,51 +99,38 @@ impl Site<'_> {
 }
 
 fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
-    let pointer = error.instance_path().as_str().to_string();
-    let schema_path = error.schema_path().as_str();
-    let site = Site {
-        document,
-        keyword_parent: schema_path
-            .rsplit_once('/')
-            .map_or("", |(parent, _)| parent),
-        field: field_name(&pointer),
-        instance: error.instance(),
-        value_span: document.value_span(&pointer),
-        in_secret: schema_path.starts_with("/$defs/secret"),
-        pointer,
-    };
-
+    let site = Site::of(document, error);
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => unknown_keys(&site, unexpected),
         ValidationErrorKind::Required { property } => vec![missing_key(site, property)],
-        ValidationErrorKind::Type { kind } => vec![wrong_type(site, kind)],
-        ValidationErrorKind::Enum { options } => vec![not_an_option(site, options)],
-        ValidationErrorKind::Constant { expected_value } => {
-            vec![not_the_constant(site, expected_value)]
+        kind => vec![wrong_value(site, kind)],
+    }
+}
+
+/// A value that is there but not as the schema wants it.
+fn wrong_value(site: Site, kind: &ValidationErrorKind) -> Diagnostic {
+    use ValidationErrorKind as Kind;
+    match kind {
+        Kind::Type { kind } => wrong_type(site, kind),
+        Kind::Enum { options } => not_an_option(site, options),
+        Kind::Constant { expected_value } => not_the_constant(site, expected_value),
+        Kind::Pattern { .. } => invalid_format(site),
+        Kind::Minimum { limit } | Kind::ExclusiveMinimum { limit } => {
+            bounded(site, "at least", limit)
         }
-        ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => vec![bounded(site, "at least", limit)],
-        ValidationErrorKind::Maximum { limit }
-        | ValidationErrorKind::ExclusiveMaximum { limit } => vec![bounded(site, "at most", limit)],
-        ValidationErrorKind::MaxLength { limit } => {
-            vec![wrong_length(
-                site,
-                format!("is longer than {limit} characters"),
-            )]
+        Kind::Maximum { limit } | Kind::ExclusiveMaximum { limit } => {
+            bounded(site, "at most", limit)
         }
-        ValidationErrorKind::MinLength { limit } => {
-            vec![wrong_length(
-                site,
-                format!("is shorter than {limit} characters"),
-            )]
+        Kind::MaxLength { limit } => {
+            wrong_length(site, format!("is longer than {limit} characters"))
         }
-        ValidationErrorKind::MaxItems { limit } => {
-            vec![wrong_length(site, format!("has more than {limit} entries"))]
+        Kind::MinLength { limit } => {
+            wrong_length(site, format!("is shorter than {limit} characters"))
         }
-        ValidationErrorKind::Pattern { .. } => vec![invalid_format(site)],
+        Kind::MaxItems { limit } => wrong_length(site, format!("has more than {limit} entries")),
         kind => {
             let message = format!("`{}` is invalid ({})", site.field, kind.keyword());
-            vec![site.error(Code::SchemaViolation, message)]
+            site.error(Code::SchemaViolation, message)
         }
     }
 }
