@@ -103,19 +103,26 @@ enum Command {
         /// Deploy this commit of the deploy branch (default: the branch tip).
         #[arg(long, value_name = "SHA")]
         commit: Option<String>,
-        /// The reviewed branch the commit's source must be on (default: the
-        /// default branch of the repository the VM clones).
-        #[arg(long, value_name = "BRANCH")]
-        source_branch: Option<String>,
-        /// Directory holding the rendered environments, as in the source.
-        #[arg(long, value_name = "DIR", default_value = "build")]
-        out: PathBuf,
-        /// Do not pull images first (they must already be on the VM).
+        #[command(flatten)]
+        checks: Checks,
+        #[command(flatten)]
+        rollout: Rollout,
+        /// Deploy even a commit older than the one running (a downgrade).
         #[arg(long)]
-        no_pull: bool,
-        /// Seconds the stack gets to become healthy before it is rolled back.
-        #[arg(long, value_name = "SECS", default_value_t = 300)]
-        timeout: u64,
+        allow_downgrade: bool,
+    },
+    /// Deploy again the commit the VM ran before, with the secrets it ran with.
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        /// Go back to this deployed commit (default: the newest one older than
+        /// the running one).
+        #[arg(long, value_name = "SHA")]
+        to: Option<String>,
+        #[command(flatten)]
+        checks: Checks,
+        #[command(flatten)]
+        rollout: Rollout,
     },
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status {
@@ -140,6 +147,62 @@ struct Target {
     repository: Option<String>,
     #[command(flatten)]
     branches: Branches,
+}
+
+/// What a deploy or rollback checks its commit against before it connects.
+#[derive(Debug, clap::Args)]
+struct Checks {
+    /// The reviewed branch the commit's source must be on (default: the
+    /// default branch of the repository the VM clones).
+    #[arg(long, value_name = "BRANCH")]
+    source_branch: Option<String>,
+    /// Directory holding the rendered environments, as in the source.
+    #[arg(long, value_name = "DIR", default_value = "build")]
+    out: PathBuf,
+}
+
+impl Checks {
+    /// The commit to deploy (default: the deploy branch's tip), once it is
+    /// verified to be publish's work from a reviewed source.
+    fn verify(
+        &self,
+        env: &Environment,
+        repository: &str,
+        branch: &str,
+        commit: Option<&str>,
+    ) -> Result<String> {
+        // Paths inside the repository, as publish recorded them.
+        let repo = git::repository()?;
+        let in_repo = |path: &std::path::Path| -> Result<String> {
+            Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
+        };
+        let verified = verify::verify(&verify::Request {
+            repository,
+            branch,
+            source_branch: self.source_branch.as_deref(),
+            commit,
+            environment: &env.name,
+            environment_file: &in_repo(&env.path)?,
+            output: &in_repo(&self.out.join(&env.name))?,
+        })?;
+        println!(
+            "verified {}: published from {} on {}",
+            verified.commit, verified.source_commit, verified.source_branch
+        );
+        // The VM checks out exactly the verified commit.
+        Ok(verified.commit)
+    }
+}
+
+/// How a deploy or rollback runs on the VM.
+#[derive(Debug, clap::Args)]
+struct Rollout {
+    /// Do not pull images first (they must already be on the VM).
+    #[arg(long)]
+    no_pull: bool,
+    /// Seconds the stack gets to become healthy before it is rolled back.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -282,18 +345,16 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Deploy {
             target,
             commit,
-            source_branch,
-            out,
-            no_pull,
-            timeout,
-        } => {
-            let verify = Verification {
-                commit,
-                source_branch,
-                out,
-            };
-            deploy(&target, &verify, !no_pull, timeout)
-        }
+            checks,
+            rollout,
+            allow_downgrade,
+        } => deploy(&target, commit, &checks, &rollout, allow_downgrade),
+        Command::Rollback {
+            target,
+            to,
+            checks,
+            rollout,
+        } => rollback(&target, to, &checks, &rollout),
         Command::Status { target } => status(&target),
         Command::Schema => {
             io::stdout().write_all(environment::schema::SCHEMA.as_bytes())?;
@@ -731,97 +792,158 @@ fn connect(target: &Target, env: &Environment) -> Result<deploy::Connection> {
     Ok(deploy::Connection::new(&env.file.deploy, identity)?)
 }
 
-/// What `deploy` checks the commit against before it connects.
-struct Verification {
-    commit: Option<String>,
-    source_branch: Option<String>,
-    out: PathBuf,
-}
-
 fn deploy(
     target: &Target,
-    verification: &Verification,
-    pull: bool,
-    timeout: u64,
+    commit: Option<String>,
+    checks: &Checks,
+    rollout: &Rollout,
+    allow_downgrade: bool,
 ) -> Result<Outcome> {
     let env = load_target(target)?;
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
-    let settings = &env.file.deploy;
-    let repository = deploy::repository_url(
-        target.repository.as_deref(),
-        settings,
-        std::path::Path::new("."),
-    )?;
-    let branch = env.deploy_branch(&target.branches.branch_prefix);
-    // Paths inside the repository, as publish recorded them.
-    let repo = git::repository()?;
-    let in_repo = |path: &std::path::Path| -> Result<String> {
-        Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
-    };
-    let verified = verify::verify(&verify::Request {
-        repository: &repository,
-        branch: &branch,
-        source_branch: verification.source_branch.as_deref(),
-        commit: verification.commit.as_deref(),
-        environment: &env.name,
-        environment_file: &in_repo(&env.path)?,
-        output: &in_repo(&verification.out.join(&env.name))?,
-    })?;
-    println!(
-        "verified {}: published from {} on {}",
-        verified.commit, verified.source_commit, verified.source_branch
-    );
-    // The VM checks out exactly the verified commit.
-    let commit = verified.commit;
+    let (repository, branch) = deploy_source(target, &env)?;
+    let commit = checks.verify(&env, &repository, &branch, commit.as_deref())?;
     let connection = connect(target, &env)?;
-    let health_url = crate::stack::tracker_health_url(&env);
-    let request = deploy::Request {
-        root: &settings.path,
+    let run = Run {
+        env: &env,
         repository: &repository,
         branch: &branch,
         commit: &commit,
-        pull,
-        timeout: std::time::Duration::from_secs(timeout),
-        health_url: &health_url,
+        rollout,
+        allow_downgrade,
     };
-    let report = deploy::deploy(&connection, &secrets, &request, &mut io::stdout())?;
-    let sha = &report.sha;
-    match report.outcome {
-        deploy::Outcome::Deployed => println!("deployed {sha} to {}", env.name),
-        deploy::Outcome::Noop => println!("already at {sha} and healthy"),
-        deploy::Outcome::RolledBack => eprintln!("deploy failed, rolled back to {sha}"),
-        deploy::Outcome::Failed => eprintln!("deploy of {sha} failed"),
-        deploy::Outcome::RollbackFailed => eprintln!(
-            "ROLLBACK FAILED: deploy of {commit} failed and so did the rollback to {sha}; \
-             {} needs attention NOW",
-            env.name
-        ),
-        // Nothing was tried: the tool could not do its job (exit 2).
-        deploy::Outcome::LockBusy => anyhow::bail!("deploy in progress: nothing done"),
+    run.on(&connection, deploy::SecretSource::Sent(&secrets))
+}
+
+/// A rollback is a deploy of an older commit with the secrets the VM kept for
+/// it: the CI job's secrets may be named differently by now.
+fn rollback(
+    target: &Target,
+    to: Option<String>,
+    checks: &Checks,
+    rollout: &Rollout,
+) -> Result<Outcome> {
+    let env = load_target(target)?;
+    let (repository, branch) = deploy_source(target, &env)?;
+    // The same checks as a deploy's, before the VM is touched: with --to
+    // before anything connects, else once the VM said which commit it ran
+    // before (a question that changes nothing).
+    let verify = |commit: &str| checks.verify(&env, &repository, &branch, Some(commit));
+    let (commit, connection) = match to {
+        Some(commit) => (verify(&commit)?, connect(target, &env)?),
+        None => {
+            let connection = connect(target, &env)?;
+            let previous =
+                deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "nothing to roll back to: the VM keeps no older deployed commit \
+                         with its secrets"
+                    )
+                })?;
+            (verify(&previous)?, connection)
+        }
+    };
+    eprintln!("rolling back {} to {commit}", env.name);
+    let run = Run {
+        env: &env,
+        repository: &repository,
+        branch: &branch,
+        commit: &commit,
+        rollout,
+        allow_downgrade: true,
+    };
+    run.on(&connection, deploy::SecretSource::Stored)
+}
+
+/// The repository the VM clones, and the environment's deploy branch.
+fn deploy_source(target: &Target, env: &Environment) -> Result<(String, String)> {
+    let repository = deploy::repository_url(
+        target.repository.as_deref(),
+        &env.file.deploy,
+        std::path::Path::new("."),
+    )?;
+    Ok((
+        repository,
+        env.deploy_branch(&target.branches.branch_prefix),
+    ))
+}
+
+/// One deploy request, as deploy and rollback make it.
+struct Run<'a> {
+    env: &'a Environment,
+    repository: &'a str,
+    branch: &'a str,
+    commit: &'a str,
+    rollout: &'a Rollout,
+    allow_downgrade: bool,
+}
+
+impl Run<'_> {
+    /// Runs it on the VM and reports the result.
+    fn on(
+        &self,
+        connection: &deploy::Connection,
+        secrets: deploy::SecretSource,
+    ) -> Result<Outcome> {
+        let health_url = crate::stack::tracker_health_url(self.env);
+        let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+        let request = deploy::Request {
+            root: &self.env.file.deploy.path,
+            repository: self.repository,
+            branch: self.branch,
+            commit: self.commit,
+            pull: !self.rollout.no_pull,
+            timeout: std::time::Duration::from_secs(self.rollout.timeout),
+            health_url: &health_url,
+            allow_downgrade: self.allow_downgrade,
+            keep: &crate::stack::DATA_DIRS,
+            caller: &caller,
+            lock_wait: deploy::LOCK_WAIT,
+        };
+        let report = deploy::deploy(connection, secrets, &request, &mut io::stdout())?;
+        let sha = &report.sha;
+        let name = &self.env.name;
+        match report.outcome {
+            deploy::Outcome::Deployed => println!("deployed {sha} to {name}"),
+            deploy::Outcome::Noop => println!("already at {sha} and healthy"),
+            deploy::Outcome::RolledBack => eprintln!("deploy failed, rolled back to {sha}"),
+            deploy::Outcome::Failed => eprintln!("deploy of {sha} failed"),
+            deploy::Outcome::RollbackFailed => eprintln!(
+                "ROLLBACK FAILED: deploy of {} failed and so did the rollback to {sha}; \
+                 {name} needs attention NOW",
+                self.commit
+            ),
+            // Nothing was tried: the tool could not do its job (exit 2).
+            deploy::Outcome::LockBusy => anyhow::bail!("deploy in progress: nothing done"),
+            deploy::Outcome::Refused => {
+                anyhow::bail!("the VM refused the deploy (see above): nothing done")
+            }
+        }
+        let compose = report.compose();
+        println!(
+            "total {:.2}s: {:.2}s in docker compose (pull+up+health), {:.2}s ours",
+            report.total.as_secs_f64(),
+            compose.as_secs_f64(),
+            report.total.saturating_sub(compose).as_secs_f64()
+        );
+        Ok(if report.outcome.success() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        })
     }
-    let compose = report.compose();
-    println!(
-        "total {:.2}s: {:.2}s in docker compose (pull+up+health), {:.2}s ours",
-        report.total.as_secs_f64(),
-        compose.as_secs_f64(),
-        report.total.saturating_sub(compose).as_secs_f64()
-    );
-    Ok(if report.outcome.success() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    })
 }
 
 fn status(target: &Target) -> Result<Outcome> {
     let env = load_target(target)?;
     let connection = connect(target, &env)?;
     let branch = env.deploy_branch(&target.branches.branch_prefix);
-    match deploy::status(&connection, &env.file.deploy.path, &branch)? {
-        0 => Ok(Outcome::Success),
-        1 => Ok(Outcome::Failure),
-        code => anyhow::bail!("status failed on the VM (exit {code})"),
+    let root = &env.file.deploy.path;
+    match deploy::status(&connection, root, &branch, &crate::stack::DATA_DIRS)? {
+        Some(deploy::Verdict::InSync) => Ok(Outcome::Success),
+        Some(deploy::Verdict::OutOfSync) => Ok(Outcome::Failure),
+        None => anyhow::bail!("status failed on the VM (see above)"),
     }
 }
 

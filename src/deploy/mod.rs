@@ -1,9 +1,10 @@
 //! Deploy a published commit to the VM, and ask the VM whether it is in sync.
 //!
 //! Everything that happens on the VM is `remote.sh`, fed over the stdin of the
-//! system OpenSSH client (`bash -s -- <op> <args>`) after a block holding the
-//! secrets. Here: the secrets block, the host key pinning, the key in memory,
-//! and the marker lines the script prints on stdout, timed as they arrive.
+//! system OpenSSH client (`bash -s -- <op>`) after a prelude ([`protocol`])
+//! holding the request and the secrets. Here: the secrets, the host key
+//! pinning, the key in memory, and the marker lines the script prints on
+//! stdout, timed as they arrive.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
@@ -19,17 +20,22 @@ use crate::environment::Deploy;
 use crate::environment::Environment;
 use crate::text::plural;
 
+mod protocol;
+pub use protocol::{MARKER, Outcome, Prelude, Step, Verdict};
+
 /// The script run on the VM; its header documents the protocol.
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
 
 /// The environment variable holding the private key text when no `--identity` is given.
 pub const KEY_VARIABLE: &str = "TRACKER_GITOPS_SSH_KEY";
 
-const MARKER: &str = "@@tracker-gitops ";
+/// How long a deploy waits for another one's lock on the VM.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// How long ssh and ssh-keyscan wait for the VM to accept and greet.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Steps whose time is docker compose's, not ours.
-const COMPOSE_STEPS: [&str; 3] = ["pull", "up", "health"];
+const COMPOSE_STEPS: [Step; 3] = [Step::Pull, Step::Up, Step::Health];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,10 +84,10 @@ pub enum Error {
         port: u16,
         cause: String,
     },
-    #[error("the deploy was refused on the VM (exit {0}, see above)")]
-    Refused(i32),
     #[error("the remote script ended without a result ({0})")]
     NoResult(ExitStatus),
+    #[error("the remote script reported `{0}` but exited with {1}")]
+    Protocol(&'static str, ExitStatus),
     #[error("reading the remote output: {0}")]
     Output(#[source] io::Error),
 }
@@ -140,15 +146,17 @@ impl Secrets {
         }
     }
 
-    /// The shell assignment remote.sh expects before its own text. Base64 has
-    /// no quote, so single quotes are safe.
-    pub fn block(&self) -> String {
-        let lines: Vec<_> = self
-            .0
+    /// Secrets as they are given, whatever their names (remote.sh checks them).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The `NAME=<base64>` lines remote.sh reads from the prelude.
+    pub fn lines(&self) -> String {
+        self.0
             .iter()
-            .map(|(name, value)| format!("{name}={}", base64(value.as_bytes())))
-            .collect();
-        format!("TG_SECRETS_B64='{}'\n", lines.join("\n"))
+            .map(|(name, value)| format!("{name}={}\n", base64(value.as_bytes())))
+            .collect()
     }
 }
 
@@ -503,6 +511,61 @@ pub fn repository_url(
         .map_err(|_| Error::NoRepository(git2::Error::from_str("origin has no UTF-8 URL")))
 }
 
+/// Who deploys, for the VM's audit log and lock: the GitHub actor and the
+/// run's URL in Actions, else the local user. Printable ASCII without spaces
+/// only (remote.sh refuses anything else), so nothing can break a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub actor: String,
+    /// `-` outside GitHub Actions.
+    pub run: String,
+}
+
+impl Caller {
+    /// From the process environment (`var` reads it).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name| var(name).filter(|v| !v.is_empty());
+        if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+            let run = match (
+                var("GITHUB_SERVER_URL"),
+                var("GITHUB_REPOSITORY"),
+                var("GITHUB_RUN_ID"),
+            ) {
+                (Some(server), Some(repository), Some(id)) => {
+                    let attempt = var("GITHUB_RUN_ATTEMPT")
+                        .map(|n| format!("/attempts/{n}"))
+                        .unwrap_or_default();
+                    format!("{server}/{repository}/actions/runs/{id}{attempt}")
+                }
+                _ => "-".into(),
+            };
+            return Self {
+                actor: audit_word(&var("GITHUB_ACTOR").unwrap_or_default()),
+                run: audit_word(&run),
+            };
+        }
+        let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_default();
+        Self {
+            actor: audit_word(&user),
+            run: "-".into(),
+        }
+    }
+}
+
+/// `text` as one word of an audit line: printable ASCII, at most 200 bytes.
+fn audit_word(text: &str) -> String {
+    let word: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(200)
+        .collect();
+    if word.is_empty() {
+        "unknown".into()
+    } else {
+        word
+    }
+}
+
 /// What to deploy where.
 #[derive(Debug)]
 pub struct Request<'a> {
@@ -513,35 +576,23 @@ pub struct Request<'a> {
     pub pull: bool,
     pub timeout: Duration,
     pub health_url: &'a str,
+    /// Deploy even a commit older than the deployed one.
+    pub allow_downgrade: bool,
+    /// Directories of the checkout that hold data, never cleaned
+    /// ([`crate::stack::DATA_DIRS`]).
+    pub keep: &'a [&'a str],
+    pub caller: &'a Caller,
+    /// How long to wait for another deploy's lock.
+    pub lock_wait: Duration,
 }
 
-/// The result marker of a finished deploy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Deployed,
-    Noop,
-    RolledBack,
-    Failed,
-    RollbackFailed,
-    LockBusy,
-}
-
-impl Outcome {
-    fn parse(word: &str) -> Option<Self> {
-        Some(match word {
-            "deployed" => Self::Deployed,
-            "noop" => Self::Noop,
-            "rolled-back" => Self::RolledBack,
-            "failed" => Self::Failed,
-            "rollback-failed" => Self::RollbackFailed,
-            "lock-busy" => Self::LockBusy,
-            _ => return None,
-        })
-    }
-
-    pub fn success(self) -> bool {
-        matches!(self, Self::Deployed | Self::Noop)
-    }
+/// Where the deployed commit's secrets come from.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretSource<'a> {
+    /// From the CI job, sent with the request.
+    Sent(&'a Secrets),
+    /// Those stored on the VM when that commit was deployed (a rollback).
+    Stored,
 }
 
 /// A finished deploy: its result, the commit the marker names, and how long
@@ -559,9 +610,36 @@ impl Report {
     pub fn compose(&self) -> Duration {
         self.steps
             .iter()
-            .filter(|(name, _)| COMPOSE_STEPS.contains(&name.as_str()))
+            .filter(|(name, _)| COMPOSE_STEPS.iter().any(|s| s.word() == name))
             .map(|(_, d)| *d)
             .sum()
+    }
+}
+
+impl Request<'_> {
+    /// The script, its prelude holding this request and the secrets.
+    pub fn script(&self, secrets: SecretSource) -> String {
+        let flag = |on: bool| if on { "1" } else { "0" };
+        let (stored, lines) = match secrets {
+            SecretSource::Sent(secrets) => (false, secrets.lines()),
+            SecretSource::Stored => (true, String::new()),
+        };
+        Prelude::new()
+            .set("root", self.root)
+            .set("repository", self.repository)
+            .set("branch", self.branch)
+            .set("commit", self.commit)
+            .set("pull", flag(self.pull))
+            .set("timeout", &self.timeout.as_secs().to_string())
+            .set("health_url", self.health_url)
+            .set("allow_downgrade", flag(self.allow_downgrade))
+            .set("stored_secrets", flag(stored))
+            .set("secrets", &lines)
+            .set("keep", &self.keep.join(" "))
+            .set("actor", &self.caller.actor)
+            .set("run", &self.caller.run)
+            .set("lock_wait", &self.lock_wait.as_secs().to_string())
+            .script()
     }
 }
 
@@ -569,26 +647,15 @@ impl Report {
 /// `progress`; the script's stderr goes to ours.
 pub fn deploy(
     connection: &Connection,
-    secrets: &Secrets,
+    secrets: SecretSource,
     request: &Request,
     progress: &mut dyn Write,
 ) -> Result<Report, Error> {
-    let timeout = request.timeout.as_secs().to_string();
-    let args = [
-        "deploy",
-        request.root,
-        request.repository,
-        request.branch,
-        request.commit,
-        if request.pull { "1" } else { "0" },
-        &timeout,
-        request.health_url,
-    ];
     let start = Instant::now();
-    let mut child = connection.spawn(&args, Stdio::piped())?;
+    let mut child = connection.spawn(&["deploy"], Stdio::piped())?;
     // From a thread: ssh may not read all of stdin before we read its stdout.
     let mut stdin = child.stdin.take().expect("piped");
-    let script = format!("{}{REMOTE_SCRIPT}", secrets.block());
+    let script = request.script(secrets);
     let feeder = std::thread::spawn(move || {
         // A closed pipe shows as ssh's exit status.
         let _ = stdin.write_all(script.as_bytes());
@@ -600,21 +667,20 @@ pub fn deploy(
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
     for line in stdout.lines() {
         let line = line.map_err(Error::Output)?;
-        let Some(marker) = line.strip_prefix(MARKER) else {
-            // remote.sh prints only markers on stdout; anything else is shown as is.
-            let _ = writeln!(progress, "{line}");
-            continue;
-        };
-        let mut words = marker.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some("step"), Some(step), None) => {
-                end_step(&mut steps, &mut current, step, progress);
-                let _ = writeln!(progress, "step {step}");
+        let words: Vec<_> = line
+            .strip_prefix(MARKER)
+            .map(|marker| marker.split_whitespace().collect())
+            .unwrap_or_default();
+        match words[..] {
+            ["step", word] if Step::parse(word).is_some() => {
+                end_step(&mut steps, &mut current, word, progress);
+                let _ = writeln!(progress, "step {word}");
             }
-            (Some("result"), Some(word), Some(sha)) => {
+            ["result", word, sha] if Outcome::parse(word).is_some() => {
                 end_step(&mut steps, &mut current, "", progress);
                 result = Outcome::parse(word).map(|outcome| (outcome, sha.to_string()));
             }
+            // remote.sh prints only markers on stdout; anything else is shown as is.
             _ => {
                 let _ = writeln!(progress, "{line}");
             }
@@ -625,21 +691,26 @@ pub fn deploy(
         source,
     })?;
     let _ = feeder.join();
-    // Exit 2 is the script refusing its input (e.g. a commit not on the deploy
-    // branch): an error whatever result it printed.
-    if let (Some((outcome, sha)), false) = (result, status.code() == Some(2)) {
-        return Ok(Report {
+    match result {
+        Some((outcome, sha)) if status.code() == Some(outcome.code()) => Ok(Report {
             outcome,
             sha,
             steps,
             total: start.elapsed(),
-        });
+        }),
+        Some((outcome, _)) if status.code() != Some(255) => {
+            Err(Error::Protocol(outcome.word(), status))
+        }
+        _ => Err(ended(connection, status)),
     }
-    Err(match status.code() {
+}
+
+/// The error for a script that ended without a (consistent) result.
+fn ended(connection: &Connection, status: ExitStatus) -> Error {
+    match status.code() {
         Some(255) => connection.failed(),
-        Some(2) => Error::Refused(2),
         _ => Error::NoResult(status),
-    })
+    }
 }
 
 /// Closes the running step (printing its duration) and opens `next`.
@@ -658,22 +729,85 @@ fn end_step(
     *current = (next.to_string(), now);
 }
 
-/// Runs `status` on the VM; its report goes to our stdout, its exit code is returned
-/// (0 in sync, 1 out of sync, 2 error).
-pub fn status(connection: &Connection, root: &str, branch: &str) -> Result<i32, Error> {
-    let mut child = connection.spawn(&["status", root, branch], Stdio::inherit())?;
+/// Runs an op that needs no secrets from us, feeding `prelude` and the script.
+fn run_op(
+    connection: &Connection,
+    op: &str,
+    prelude: Prelude,
+    stdout: Stdio,
+) -> Result<std::process::Child, Error> {
+    let mut child = connection.spawn(&[op], stdout)?;
     let mut stdin = child.stdin.take().expect("piped");
-    // status reads the secrets the VM stored; it needs none from us.
-    let _ = stdin.write_all(REMOTE_SCRIPT.as_bytes());
-    drop(stdin);
-    let status = child.wait().map_err(|source| Error::Spawn {
+    let _ = stdin.write_all(prelude.script().as_bytes());
+    Ok(child)
+}
+
+/// The request of `status`.
+pub fn status_prelude(root: &str, branch: &str, keep: &[&str]) -> Prelude {
+    Prelude::new()
+        .set("root", root)
+        .set("branch", branch)
+        .set("keep", &keep.join(" "))
+}
+
+/// The request of `previous`.
+pub fn previous_prelude(root: &str) -> Prelude {
+    Prelude::new().set("root", root)
+}
+
+/// Runs `status` on the VM; its report goes to our stdout. `None`: the script
+/// could not tell (exit 2, its reason on stderr).
+pub fn status(
+    connection: &Connection,
+    root: &str,
+    branch: &str,
+    keep: &[&str],
+) -> Result<Option<Verdict>, Error> {
+    let status = run_op(
+        connection,
+        "status",
+        status_prelude(root, branch, keep),
+        Stdio::inherit(),
+    )?
+    .wait()
+    .map_err(|source| Error::Spawn {
         program: "ssh",
         source,
     })?;
-    match status.code() {
-        Some(code @ 0..=2) => Ok(code),
-        Some(255) => Err(connection.failed()),
-        _ => Err(Error::NoResult(status)),
+    if status.code() == Some(Outcome::Refused.code()) {
+        return Ok(None);
+    }
+    Verdict::ALL
+        .iter()
+        .find(|v| status.code() == Some(v.code()))
+        .map(|v| Some(*v))
+        .ok_or_else(|| ended(connection, status))
+}
+
+/// The commit a rollback goes back to: the newest deployed before the running
+/// one that is older than it and whose secrets the VM keeps. `None`: there is
+/// none.
+pub fn previous(connection: &Connection, root: &str) -> Result<Option<String>, Error> {
+    let output = run_op(
+        connection,
+        "previous",
+        previous_prelude(root),
+        Stdio::piped(),
+    )?
+    .wait_with_output()
+    .map_err(|source| Error::Spawn {
+        program: "ssh",
+        source,
+    })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(MARKER)?.strip_prefix("previous "))
+        .next_back();
+    match answer {
+        Some("none") if output.status.success() => Ok(None),
+        Some(sha) if output.status.success() => Ok(Some(sha.to_string())),
+        _ => Err(ended(connection, output.status)),
     }
 }
 
@@ -805,15 +939,41 @@ mod tests {
     }
 
     #[test]
+    fn caller_from_actions_or_the_local_user() {
+        let actions = |name: &str| {
+            Some(String::from(match name {
+                "GITHUB_ACTIONS" => "true",
+                "GITHUB_ACTOR" => "octo cat\nresult=deployed",
+                "GITHUB_SERVER_URL" => "https://github.com",
+                "GITHUB_REPOSITORY" => "o/r",
+                "GITHUB_RUN_ID" => "42",
+                "GITHUB_RUN_ATTEMPT" => "2",
+                _ => return None,
+            }))
+        };
+        assert_eq!(
+            Caller::from_env(actions),
+            Caller {
+                actor: "octo?cat?result=deployed".into(),
+                run: "https://github.com/o/r/actions/runs/42/attempts/2".into(),
+            }
+        );
+        let local = |name: &str| (name == "USER").then(|| "alice".to_string());
+        assert_eq!(Caller::from_env(local).actor, "alice");
+        assert_eq!(Caller::from_env(|_| None).actor, "unknown");
+        assert_eq!(Caller::from_env(|_| None).run, "-");
+        assert_eq!(audit_word(&"é".repeat(300)).len(), 200);
+    }
+
+    #[test]
     fn secrets_block_and_missing_names() {
         let env = crate::environment::test_environment("");
         let names: Vec<String> = env.secrets().iter().map(|s| s.to_string()).collect();
         let err = Secrets::collect(&env, |_| None).unwrap_err();
         assert!(matches!(&err, Error::MissingSecrets(missing) if *missing == names));
         let secrets = Secrets::collect(&env, |_| Some("s3cret value".into())).unwrap();
-        let block = secrets.block();
-        assert!(block.starts_with("TG_SECRETS_B64='"));
-        assert!(block.contains(&format!("{}={}", names[0], base64(b"s3cret value"))));
-        assert!(!block.contains("s3cret") && !format!("{secrets:?}").contains("s3cret"));
+        let lines = secrets.lines();
+        assert!(lines.starts_with(&format!("{}={}\n", names[0], base64(b"s3cret value"))));
+        assert!(!lines.contains("s3cret") && !format!("{secrets:?}").contains("s3cret"));
     }
 }

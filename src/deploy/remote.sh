@@ -1,28 +1,38 @@
 # shellcheck shell=bash
 # tracker-gitops remote script: runs ON THE VM as the deploy user, fed over
-# ssh stdin to `bash -s -- <op> <args...>`. The caller prepends
-#   TG_SECRETS_B64='NAME=<base64 of value>
-#   NAME2=<base64>'
-# (may be empty or absent). Secret values never reach argv, logs or any file
-# but ROOT/secrets.env (mode 0600).
-#
+# ssh stdin to `bash -s -- OP` after a prelude the CLI writes
+# (src/deploy/protocol.rs), which defines
+#   tg_results, tg_verdicts    result and verdict words -> exit codes
+#   tg_reserved_names/_prefixes  secret names that are refused
+#   tg_req_*                   the request (fields checked in tg_bad_request)
 # Ops:
-#   deploy ROOT REPO_URL BRANCH COMMIT PULL(0|1) TIMEOUT_SECS HEALTH_URL
-#   status ROOT BRANCH
-#
-# deploy prints on stdout only marker lines:
-#   @@tracker-gitops step <lock|fetch|checkout|secrets|pull|up|health|rollback>
-#   @@tracker-gitops result <deployed|noop|rolled-back|failed|rollback-failed|lock-busy> <sha>
-# (everything else, including docker compose output, goes to stderr) and
-# exits 0 deployed/noop, 1 failed/rolled-back, 2 invalid input or commit not
-# on the deploy branch, 3 rollback failed, 4 another deploy holds the lock.
-# status prints a report on stdout and exits 0 in sync, 1 otherwise
-# (2 invalid input).
+#   deploy    prints on stdout only marker lines
+#               @@tracker-gitops step <word>
+#               @@tracker-gitops result <word> <sha>
+#             (everything else, docker compose's output included, goes to
+#             stderr) and exits with the result's code.
+#   status    prints a report and exits with its verdict's code.
+#   previous  prints `@@tracker-gitops previous <sha|none>`: the commit a
+#             rollback goes back to.
+# ROOT holds checkout/ (the commit and, of what is not in it, only the data
+# directories tg_req_keep names), secrets/<sha>.env (mode 0600: the secrets
+# each recently deployed commit runs with), deployed (the running commit),
+# history (deployed commits, oldest first), deploy.lock and audit.log.
+# Secret values never reach argv, logs, the environment of this shell, or any
+# file but secrets/<sha>.env.
 #
 # Everything is inside functions and `main` reads /dev/null, so nothing run
 # here can swallow the rest of the script from stdin, and a truncated script
-# runs nothing. A deploy that has started runs to its end (rollback and
-# audit line included) even if the ssh connection drops.
+# runs nothing. A deploy that has started runs to its result even if the ssh
+# connection drops; TERM, HUP or INT stop it and roll it back.
+
+# The names the prelude assigns, declared again here (which keeps their
+# values) so that the script reads as a whole.
+declare -A tg_results tg_verdicts tg_reserved_names
+declare -a tg_reserved_prefixes
+declare tg_req_root tg_req_repository tg_req_branch tg_req_commit tg_req_pull \
+  tg_req_timeout tg_req_health_url tg_req_allow_downgrade tg_req_stored_secrets \
+  tg_req_secrets tg_req_keep tg_req_actor tg_req_run tg_req_lock_wait
 
 tg_main() {
   set -euo pipefail
@@ -31,16 +41,17 @@ tg_main() {
   export GIT_SSH_COMMAND="${GIT_SSH_COMMAND:-ssh -o BatchMode=yes}"
   unset COMPOSE_FILE COMPOSE_PROJECT_NAME COMPOSE_PROFILES COMPOSE_ENV_FILES \
     COMPOSE_PATH_SEPARATOR COMPOSE_REMOVE_ORPHANS
-
-  local op=${1:-}
-  [[ $# -gt 0 ]] && shift
-  case "$op" in
-    deploy) tg_deploy "$@" ;;
-    status) tg_status "$@" ;;
+  if [[ -z ${tg_results[refused]+x} ]]; then
+    tg_say "no protocol prelude: this script is run by tracker-gitops deploy/status/rollback"
+    return 2
+  fi
+  case ${1:-} in
+    deploy) tg_deploy ;;
+    status) tg_status ;;
+    previous) tg_previous_op ;;
     *)
-      tg_say "usage: bash -s -- deploy ROOT REPO_URL BRANCH COMMIT PULL TIMEOUT_SECS HEALTH_URL"
-      tg_say "       bash -s -- status ROOT BRANCH"
-      return 2
+      tg_say "usage: bash -s -- deploy|status|previous"
+      return "${tg_results[refused]}"
       ;;
   esac
 }
@@ -50,7 +61,10 @@ tg_main() {
 # Output errors are ignored: a deploy keeps going if the ssh session is gone.
 tg_say() { printf '%s\n' "$*" >&2 || true; }
 tg_marker() { printf '@@tracker-gitops %s\n' "$*" || true; }
-tg_step() { tg_marker "step $1"; }
+tg_step() {
+  tg_on_signal_received
+  tg_marker "step $1"
+}
 tg_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 tg_is_sha() { [[ $1 =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; }
 
@@ -62,18 +76,43 @@ tg_relay() {
   done
 }
 
-# Compose, always in the checkout, with stdout sent to stderr unless captured
-# by the caller (tg_dc_out).
-tg_dc() { (cd "$tg_checkout" && docker compose "$@") >&2; }
-tg_dc_out() { (cd "$tg_checkout" && docker compose "$@"); }
-# gc.autoDetach=false: a detached `git gc` would inherit the lock's fd 9.
-tg_git() { git -C "$tg_checkout" -c gc.autoDetach=false "$@"; }
-# Compose in the checkout with a time limit (for exec and logs).
-tg_dc_timeout() {
-  local secs=$1
-  shift
-  (cd "$tg_checkout" && timeout "$secs" docker compose "$@") >&2 </dev/null
+# Runs a command in the background and waits for it, so that a signal is acted
+# on at once: the command is stopped (unless rolling back, which runs to its
+# end) and reports failure. No command gets the lock's fd 9: an orphaned
+# docker compose cannot keep the lock.
+tg_run() {
+  local pid rc
+  "$@" 9>&- &
+  pid=$!
+  while :; do
+    rc=0
+    wait "$pid" || rc=$?
+    # A trapped signal ends the wait early while the command runs on.
+    if ((rc <= 128)) || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    [[ -n ${tg_rolling_back:-} ]] || kill -TERM "$pid" 2>/dev/null || true
+  done
+  [[ -z ${tg_signal:-} || -n ${tg_rolling_back:-} ]] || return 1
+  return "$rc"
 }
+
+# docker compose in the checkout (LIMIT seconds, or - for none), in the
+# subshell that `&` or `$(…)` made: only there are the secrets exported, so no
+# secret name can change how this script runs.
+tg_compose() {
+  local limit=$1 i
+  shift
+  cd "$tg_checkout" || exit 1
+  for i in "${!tg_env_names[@]}"; do
+    export "${tg_env_names[i]}=${tg_env_values[i]}"
+  done
+  if [[ $limit == - ]]; then exec docker compose "$@"; fi
+  exec timeout "$limit" docker compose "$@"
+}
+# Output to stderr, interruptible; or captured (short queries only).
+tg_dc() { tg_run tg_compose - "$@" >&2; }
+tg_dc_out() { (tg_compose - "$@") 9>&-; }
+# gc.autoDetach=false: a detached `git gc` would outlive the deploy.
+tg_git() { git -C "$tg_checkout" -c gc.autoDetach=false "$@" 9>&-; }
 
 tg_read_deployed() {
   local sha=""
@@ -84,124 +123,193 @@ tg_read_deployed() {
   if [[ -n $sha ]] && tg_is_sha "$sha"; then printf '%s' "$sha"; fi
 }
 
-# Names a secret may not take: they would change how this script, git,
-# docker or the dynamic loader behave.
-tg_name_reserved() {
-  case "$1" in
-    PATH | HOME | USER | LOGNAME | SHELL | IFS | PWD | OLDPWD | TMPDIR | ENV | CDPATH | \
-      TERM | LANG | LC_* | LD_* | BASH* | SHELLOPTS | PS4 | DOCKER_* | COMPOSE_* | GIT_* | SSH_* | TG_*)
-      return 0
-      ;;
-  esac
+# Writes FILE atomically with TEXT and a newline; fails loudly.
+tg_write() {
+  if printf '%s\n' "$2" >"$1.tmp" && mv -f -- "$1.tmp" "$1"; then return 0; fi
+  rm -f -- "$1.tmp"
+  tg_say "could not write $1"
   return 1
 }
 
-# Validate TG_SECRETS_B64 into tg_secret_lines (NAME=base64). Pure bash: no
-# here-string or temp file ever holds the values.
-tg_parse_secrets() {
-  local rest=${TG_SECRETS_B64-} line name n=0
+# The first problem with the request fields named, or nothing.
+tg_bad_request() {
+  local field name dir=""
+  for field in "$@"; do
+    name=tg_req_$field
+    if [[ -z ${!name+x} ]]; then
+      printf '%s is missing' "$field"
+      return
+    fi
+    case $field in
+      root) [[ ${tg_req_root%/} == /?* && $tg_req_root != *[[:cntrl:]]* ]] ;;
+      repository) [[ $tg_req_repository == [!-]* && $tg_req_repository != *[[:cntrl:]]* ]] ;;
+      branch) git check-ref-format --branch "$tg_req_branch" >/dev/null 2>&1 ;;
+      commit) tg_is_sha "$tg_req_commit" ;;
+      pull | allow_downgrade | stored_secrets) [[ ${!name} == [01] ]] ;;
+      timeout) [[ $tg_req_timeout =~ ^[1-9][0-9]{0,4}$ ]] ;;
+      lock_wait) [[ $tg_req_lock_wait =~ ^[0-9]{1,4}$ ]] ;;
+      health_url) [[ $tg_req_health_url =~ ^https?://[[:graph:]]+$ ]] ;;
+      actor | run) [[ ${!name} =~ ^[!-~]{1,200}$ ]] ;;
+      keep)
+        # Relative paths without `.` or `..` components.
+        read -r -a tg_keep <<<"$tg_req_keep"
+        for dir in "${tg_keep[@]}"; do
+          [[ $dir =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$ ]] || break
+          dir=""
+        done
+        [[ -z ${dir-} ]]
+        ;;
+      secrets) true ;; # checked by tg_secrets_parse
+    esac || {
+      printf '%s is not valid' "$field"
+      return
+    }
+  done
+}
+
+# Whether a secret may not take this name (the list comes with the prelude).
+tg_name_reserved() {
+  local prefix
+  [[ -n ${tg_reserved_names[$1]+x} ]] && return 0
+  for prefix in "${tg_reserved_prefixes[@]}"; do
+    [[ $1 == "$prefix"* ]] && return 0
+  done
+  return 1
+}
+
+# Validates TEXT (NAME=<base64> lines; WHAT names it in errors) into
+# tg_env_names and tg_env_values, decoded in memory (no here-string or temp
+# file holds them), and tg_env_text, the lines as stored. Changes nothing when
+# TEXT is invalid.
+tg_secrets_parse() {
+  local rest=$1 what=$2 line name b64 value n=0 text=""
+  local -a names=() values=()
   local -A seen=()
-  tg_secret_lines=()
   while [[ -n $rest ]]; do
     line=${rest%%$'\n'*}
     if [[ $rest == *$'\n'* ]]; then rest=${rest#*$'\n'}; else rest=""; fi
     n=$((n + 1))
-    line=${line%$'\r'}
-    [[ -n $line ]] || continue
-    if [[ ! $line =~ ^[A-Z][A-Z0-9_]*=[A-Za-z0-9+/]*={0,2}$ ]]; then
-      tg_say "secrets block: line $n is not NAME=<base64>"
-      return 1
-    fi
-    name=${line%%=*}
-    if tg_name_reserved "$name"; then
-      tg_say "secrets block: secret name $name is reserved"
-      return 1
-    fi
-    if [[ -n ${seen[$name]+x} ]]; then
-      tg_say "secrets block: secret $name given twice"
-      return 1
-    fi
-    seen[$name]=1
-    tg_secret_lines+=("$line")
-  done
-  return 0
-}
-
-tg_secrets_text() {
-  if ((${#tg_secret_lines[@]})); then printf '%s\n' "${tg_secret_lines[@]}"; fi
-}
-
-# Write ROOT/secrets.env atomically, mode 0600.
-tg_write_secrets() {
-  local tmp="$tg_root/.secrets.env.tmp.$$"
-  (
-    umask 077
-    tg_secrets_text >"$tmp"
-  ) || { rm -f -- "$tmp"; return 1; }
-  if ! chmod 0600 "$tmp" || ! mv -f -- "$tmp" "$tg_root/secrets.env"; then
-    rm -f -- "$tmp"
-    return 1
-  fi
-}
-
-# Decode ROOT/secrets.env into exported variables of this shell (values go
-# through a pipe into memory only).
-tg_load_secrets() {
-  local f="$tg_root/secrets.env" line name b64 value
-  [[ -f $f ]] || return 0
-  while IFS= read -r line || [[ -n $line ]]; do
     [[ -n $line ]] || continue
     if [[ ! $line =~ ^([A-Z][A-Z0-9_]*)=([A-Za-z0-9+/]*={0,2})$ ]]; then
-      tg_say "secrets.env: malformed line"
+      tg_say "$what: line $n is not NAME=<base64>"
       return 1
     fi
     name=${BASH_REMATCH[1]}
     b64=${BASH_REMATCH[2]}
     if tg_name_reserved "$name"; then
-      tg_say "secrets.env: secret name $name is reserved"
+      tg_say "$what: secret name $name is reserved"
       return 1
     fi
+    if [[ -n ${seen[$name]+x} ]]; then
+      tg_say "$what: secret $name given twice"
+      return 1
+    fi
+    seen[$name]=1
     if ! value=$(printf '%s' "$b64" | base64 -d 2>/dev/null && printf x); then
-      tg_say "secrets.env: $name is not valid base64"
+      tg_say "$what: $name is not valid base64"
       return 1
     fi
-    export "$name=${value%x}"
-  done <"$f"
-  return 0
+    names+=("$name")
+    values+=("${value%x}")
+    text+="$line"$'\n'
+  done
+  tg_env_names=("${names[@]}")
+  tg_env_values=("${values[@]}")
+  tg_env_text=$text
+}
+
+tg_secrets_file() { printf '%s/secrets/%s.env' "$tg_root" "$1"; }
+
+# Loads the secrets COMMIT was deployed with.
+tg_secrets_load() {
+  local file
+  file=$(tg_secrets_file "$1")
+  [[ -f $file ]] || return 1
+  tg_secrets_parse "$(<"$file")" "$file"
+}
+
+# Stores the loaded secrets as COMMIT's (mode 0600, atomically).
+tg_secrets_store() {
+  local file tmp
+  file=$(tg_secrets_file "$1")
+  tmp="$file.tmp"
+  (
+    umask 077
+    mkdir -p -- "$tg_root/secrets" && printf '%s' "$tg_env_text" >"$tmp"
+  ) && chmod 0600 "$tmp" && mv -f -- "$tmp" "$file" && return 0
+  rm -f -- "$tmp"
+  tg_say "could not write $file"
+  return 1
 }
 
 # ------------------------------------------------------------- inspection
 
-# Lines "service state health id" for every container of the project
-# (health "none" when the container has no healthcheck), and "service
-# missing none -" for a service without container.
-tg_service_states() {
-  local services ps svc s state health id found
-  services=$(tg_dc_out config --services) || return 1
-  ps=$(tg_dc_out ps -a --format '{{.Service}} {{.State}} {{.ID}} {{.Health}}') || return 1
-  while IFS= read -r svc; do
-    [[ -n $svc ]] || continue
-    found=0
-    while read -r s state id health; do
-      [[ $s == "$svc" ]] || continue
-      found=1
-      printf '%s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$id"
-    done < <(printf '%s\n' "$ps")
-    ((found)) || printf '%s missing none -\n' "$svc"
-  done < <(printf '%s\n' "$services")
+# `git clean` arguments: every untracked file but the data directories.
+tg_clean_args() {
+  local dir
+  read -r -a tg_keep <<<"$tg_req_keep"
+  tg_clean=(clean -d -x -ff)
+  for dir in "${tg_keep[@]}"; do tg_clean+=(-e "/$dir/"); done
 }
 
-# Sets tg_bad_services to the services not running, or unhealthy; returns 0
-# when there are none.
-tg_check_services() {
-  local states svc state health id
-  tg_bad_services=()
-  states=$(tg_service_states) || return 1
-  while read -r svc state health id; do
+# The files in the checkout that are not in the commit (outside the data
+# directories), one per line, quoted by git when unusual.
+tg_untracked() {
+  local line out
+  out=$(tg_git "${tg_clean[@]}" -n) || return 1
+  while IFS= read -r line; do
+    [[ -z $line ]] || printf '%s\n' "${line#Would remove }"
+  done < <(printf '%s\n' "$out")
+}
+
+# Tracked files changed in the checkout, one per line.
+tg_modified() {
+  local line out
+  out=$(tg_git status --porcelain --untracked-files=no) || return 1
+  while IFS= read -r line; do
+    [[ -z $line ]] || printf '%s\n' "${line:3}"
+  done < <(printf '%s\n' "$out")
+}
+
+# One line "service state health current|drift" per service of the checkout's
+# configuration and per orphaned container: state "missing" without a
+# container, health "none" without a healthcheck, "drift" when the container's
+# compose config hash differs from the configuration's (so `up` would
+# recreate it).
+tg_service_states() {
+  local desired ps svc state hash health
+  local -A want=() seen=()
+  desired=$(tg_dc_out config --hash '*') || return 1
+  ps=$(tg_dc_out ps -a --format \
+    '{{.Service}} {{.State}} {{.Label "com.docker.compose.config-hash"}} {{.Health}}') || return 1
+  while read -r svc hash; do
+    [[ -z $svc ]] || want[$svc]=$hash
+  done < <(printf '%s\n' "$desired")
+  while read -r svc state hash health; do
     [[ -n $svc ]] || continue
+    seen[$svc]=1
+    if [[ -n ${want[$svc]+x} && ${want[$svc]} == "$hash" ]]; then hash=current; else hash=drift; fi
+    printf '%s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$hash"
+  done < <(printf '%s\n' "$ps")
+  for svc in "${!want[@]}"; do
+    [[ -n ${seen[$svc]+x} ]] || printf '%s missing none drift\n' "$svc"
+  done
+}
+
+# Sets tg_bad_services to the services not running or unhealthy and
+# tg_stale to 1 when a container differs from the configuration; returns 0
+# when none is bad.
+tg_check_services() {
+  local states svc state health current
+  tg_bad_services=()
+  tg_stale=0
+  states=$(tg_service_states) || return 1
+  while read -r svc state health current; do
+    [[ -n $svc ]] || continue
+    [[ $current == current ]] || tg_stale=1
     if [[ $state != running || ($health != none && $health != healthy) ]]; then
       tg_say "service $svc is $state (health: $health)"
-      [[ " ${tg_bad_services[*]} " == *" $svc "* ]] || tg_bad_services+=("$svc")
+      tg_bad_services+=("$svc")
     fi
   done < <(printf '%s\n' "$states")
   ((${#tg_bad_services[@]} == 0))
@@ -211,331 +319,409 @@ tg_check_services() {
 tg_check_health_url() {
   local i
   for i in 1 2 3; do
-    if tg_dc_timeout 30 exec -T tracker /usr/bin/http_health_check "$tg_health_url"; then
+    if tg_run tg_compose 30 exec -T tracker /usr/bin/http_health_check "$tg_health_url" >&2; then
       return 0
     fi
-    [[ $i -lt 3 ]] && sleep 2
+    [[ -z ${tg_signal:-} || -n ${tg_rolling_back:-} ]] || return 1
+    ((i == 3)) || sleep 2
   done
   tg_say "health check $tg_health_url failed"
   return 1
 }
 
-# "service hash" for every service's tracker-gitops.config-hash label in the
-# desired configuration (docker compose config --format json, indented by
-# two spaces per level). The output never leaves this pipe.
-tg_desired_hashes() {
-  tg_dc_out config --format json | awk '
-    /^  "services": \{/ { insvc = 1; next }
-    insvc && /^  [^ ]/ { insvc = 0 }
-    insvc && /^    "[^"]*": \{/ { svc = $0; sub(/^    "/, "", svc); sub(/".*$/, "", svc); inlab = 0; next }
-    insvc && /^      "labels": \{/ { inlab = 1; next }
-    inlab && /^      [^ ]/ { inlab = 0 }
-    inlab && /^        "tracker-gitops\.config-hash": "/ {
-      v = $0; sub(/^[^:]*: "/, "", v); sub(/",?[[:space:]]*$/, "", v); print svc, v
-    }'
-}
-
-# Prints "drift: container <service>" for every running container whose
-# config-hash label differs from the desired one; returns 1 if any.
-tg_container_drift() {
-  local desired ps svc id actual want drift=0
-  desired=$(tg_desired_hashes) || return 1
-  ps=$(tg_dc_out ps --format '{{.Service}} {{.ID}}') || return 1
-  while read -r svc id; do
-    [[ -n $svc ]] || continue
-    actual=$(docker inspect -f '{{ index .Config.Labels "tracker-gitops.config-hash" }}' "$id" 2>/dev/null) || actual=""
-    [[ $actual == "<no value>" ]] && actual=""
-    want=$(awk -v s="$svc" '$1 == s { print $2; exit }' <<<"$desired")
-    if [[ $actual != "$want" ]]; then
-      printf 'drift: container %s\n' "$svc"
-      drift=1
-    fi
-  done < <(printf '%s\n' "$ps")
-  return "$drift"
-}
-
 # ------------------------------------------------------------------ deploy
 
 tg_audit() {
-  local result=$1
-  printf '%s commit=%s result=%s previous=%s by=%s\n' "$(tg_now)" "$tg_commit" \
-    "$result" "${tg_previous:-none}" "$tg_user" >>"$tg_root/audit.log" \
+  printf '%s commit=%s result=%s previous=%s by=%s run=%s source=%s user=%s%s\n' \
+    "$(tg_now)" "$tg_commit" "$1" "${tg_previous:-none}" "$tg_actor" "$tg_run_url" \
+    "${tg_source:-unknown}" "$tg_user" "${tg_note:+ $tg_note}" >>"$tg_root/audit.log" \
     || tg_say "warning: could not append to $tg_root/audit.log"
 }
 
 # Emit the one result of this attempt: audit line, marker, exit code.
 tg_finish() {
-  local result=$1 sha=$2 code=$3
+  local result=$1 sha=$2
   tg_result_done=1
   tg_audit "$result"
   tg_marker "result $result $sha"
   if [[ -n ${tg_lock_held:-} ]]; then
     : >"$tg_root/deploy.lock" 2>/dev/null || true
   fi
-  exit "$code"
+  exit "${tg_results[$result]}"
 }
 
 # shellcheck disable=SC2329 # invoked by the EXIT trap
 tg_on_exit() {
   local code=$?
-  if [[ -z ${tg_result_done:-} && -n ${tg_audit_ready:-} ]]; then
+  if [[ -z ${tg_result_done:-} ]]; then
     tg_say "internal error (exit code $code) before a result was reached"
     tg_result_done=1
     tg_audit failed
     tg_marker "result failed $tg_commit"
     [[ -z ${tg_lock_held:-} ]] || : >"$tg_root/deploy.lock" 2>/dev/null || true
-    exit 1
+    exit "${tg_results[failed]}"
   fi
+}
+
+# Acts on TERM, HUP or INT received since the last call (the traps only
+# note them): before the checkout changed anything the deploy just stops,
+# after it the deploy is rolled back.
+tg_on_signal_received() {
+  [[ -n ${tg_signal:-} && -z ${tg_rolling_back:-} ]] || return 0
+  if [[ -n ${tg_changed:-} ]]; then tg_rollback "${tg_current_step:-checkout}"; fi
+  tg_say "deploy of $tg_commit stopped by SIG$tg_signal; nothing was changed"
+  tg_note="signal=$tg_signal"
+  tg_finish failed "$tg_commit"
 }
 
 tg_step_lock() {
   tg_step lock
   exec 9>>"$tg_root/deploy.lock"
-  if ! flock -w 10 9; then
+  if ! flock -w "$tg_req_lock_wait" 9; then
     local holder
     holder=$(head -n 1 "$tg_root/deploy.lock" 2>/dev/null) || holder=""
     tg_say "deploy in progress by ${holder:-unknown holder}"
-    tg_finish lock-busy "$tg_commit" 4
+    tg_finish lock-busy "$tg_commit"
   fi
   tg_lock_held=1
-  printf '%s@%s pid=%s commit=%s started=%s\n' "$tg_user" "${HOSTNAME:-$(uname -n)}" \
-    "$$" "$tg_commit" "$(tg_now)" >"$tg_root/deploy.lock"
+  printf '%s (%s@%s pid=%s) commit=%s started=%s\n' "$tg_actor" "$tg_user" \
+    "${HOSTNAME:-$(uname -n)}" "$$" "$tg_commit" "$(tg_now)" >"$tg_root/deploy.lock"
 }
 
 tg_step_fetch() {
   tg_step fetch
   if [[ -d "$tg_checkout/.git" ]]; then
     tg_git remote set-url origin "$tg_repo_url" >&2 || return 1
-    tg_git fetch --quiet --no-tags origin \
+    tg_run tg_git fetch --quiet --no-tags origin \
       "+refs/heads/$tg_branch:refs/remotes/origin/$tg_branch" >&2 || return 1
   else
     rm -rf -- "$tg_checkout" "$tg_root/checkout.tmp" || return 1
-    git clone --quiet --no-tags --branch "$tg_branch" --single-branch \
+    tg_run git clone --quiet --no-tags --branch "$tg_branch" --single-branch -- \
       "$tg_repo_url" "$tg_root/checkout.tmp" >&2 || return 1
     mv -- "$tg_root/checkout.tmp" "$tg_checkout" || return 1
   fi
 }
 
-# Returns 0 when the running stack already is COMMIT, healthy and unchanged.
+# Refuses (exit "refused", nothing changed) a commit that is not on the deploy
+# branch, an older commit than the deployed one without allow_downgrade, and
+# a rollback to a commit whose secrets are not stored.
+tg_check_commit() {
+  local tip
+  if ! tg_git cat-file -e "$tg_commit^{commit}" 2>/dev/null \
+    || ! tg_git merge-base --is-ancestor "$tg_commit" "refs/remotes/origin/$tg_branch" 2>/dev/null; then
+    tip=$(tg_git rev-parse --verify -q "refs/remotes/origin/$tg_branch") || tip=unknown
+    tg_say "commit $tg_commit is not on the deploy branch $tg_branch (tip: $tip)"
+    tg_note="reason=not-on-branch"
+    tg_finish refused "$tg_commit"
+  fi
+  tg_source=$(tg_git log -1 --format='%(trailers:key=Source-Commit,valueonly,separator=%x2C)' \
+    "$tg_commit" 2>/dev/null) || tg_source=""
+  tg_is_sha "$tg_source" || tg_source=unknown
+  if [[ -n $tg_previous && $tg_previous != "$tg_commit" && $tg_req_allow_downgrade == 0 ]] \
+    && tg_git merge-base --is-ancestor "$tg_commit" "$tg_previous" 2>/dev/null; then
+    tg_say "commit $tg_commit is older than the deployed $tg_previous: a downgrade is" \
+      "refused unless asked for (tracker-gitops rollback, or deploy --allow-downgrade)"
+    tg_note="reason=downgrade"
+    tg_finish refused "$tg_commit"
+  fi
+  if ((tg_req_stored_secrets)) && ! tg_secrets_load "$tg_commit"; then
+    tg_say "no secrets are stored on the VM for $tg_commit: deploy it with the" \
+      "secrets from CI (deploy --commit $tg_commit --allow-downgrade)"
+    tg_note="reason=no-stored-secrets"
+    tg_finish refused "$tg_commit"
+  fi
+}
+
+# Checks out COMMIT exactly: changed tracked files restored, untracked files
+# (but the data directories) removed.
+tg_checkout_exactly() {
+  tg_git checkout --quiet --detach --force "$1" >&2 && tg_git "${tg_clean[@]}" --quiet >&2
+}
+
+# Returns 0 when the running stack already is COMMIT with these secrets,
+# unchanged and healthy.
 tg_is_noop() {
   [[ -n $tg_previous && $tg_previous == "$tg_commit" ]] || return 1
   [[ $tg_head_before == "$tg_commit" && $tg_file_drift == 0 ]] || return 1
-  [[ -f "$tg_root/secrets.env" && "$(<"$tg_root/secrets.env")" == "$(tg_secrets_text)" ]] || return 1
-  (
-    tg_load_secrets || exit 1
-    tg_check_services 2>/dev/null || exit 1
-    tg_container_drift >/dev/null 2>&1 || exit 1
-    tg_check_health_url 2>/dev/null || exit 1
-  )
+  local file
+  file=$(tg_secrets_file "$tg_commit")
+  [[ -f $file && "$(<"$file")" == "${tg_env_text%$'\n'}" ]] || return 1
+  tg_check_services 2>/dev/null && ((tg_stale == 0)) && tg_check_health_url 2>/dev/null
+}
+
+# Records the commit as deployed, with the secrets it runs with; every write
+# is checked. The history and the pruning of old secrets are best effort.
+tg_record() {
+  tg_secrets_store "$tg_commit" && tg_write "$tg_root/deployed" "$tg_commit" || return 1
+  local sha file
+  local -A keep=(["$tg_commit"]=1)
+  { printf '%s\n' "$tg_commit" >>"$tg_root/history" \
+    && tail -n 50 "$tg_root/history" >"$tg_root/history.tmp" \
+    && mv -f -- "$tg_root/history.tmp" "$tg_root/history"; } \
+    || tg_say "warning: could not update $tg_root/history"
+  # Keep the secrets of the last few deployed commits: rollbacks need them.
+  while read -r sha && ((${#keep[@]} < 5)); do
+    tg_is_sha "$sha" && keep[$sha]=1
+  done < <(tac "$tg_root/history" 2>/dev/null)
+  for file in "$tg_root"/secrets/*.env; do
+    sha=${file##*/}
+    [[ ! -f $file || -n ${keep[${sha%.env}]+x} ]] || rm -f -- "$file"
+  done
 }
 
 tg_rollback() {
   local reason=$1 svc
+  tg_rolling_back=1
+  tg_note="step=$reason${tg_signal:+ signal=$tg_signal}"
   tg_step rollback
-  tg_say "deploy of $tg_commit failed at step $reason"
-  # Compose needs the secrets for interpolation (also if writing the new
-  # ones failed: then the previous ones are still in secrets.env).
-  tg_load_secrets || tg_say "could not load $tg_root/secrets.env"
+  if [[ -n ${tg_signal:-} ]]; then
+    tg_say "deploy of $tg_commit stopped by SIG$tg_signal at step $reason"
+  else
+    tg_say "deploy of $tg_commit failed at step $reason"
+  fi
   if ! ((${#tg_bad_services[@]})); then
     tg_check_services >/dev/null 2>&1 || true
   fi
   if ((${#tg_bad_services[@]})); then
     for svc in "${tg_bad_services[@]}"; do
       tg_say "---- last 50 log lines of $svc ----"
-      tg_dc_timeout 60 logs --no-color --tail 50 "$svc" || true
+      tg_run tg_compose 60 logs --no-color --tail 50 "$svc" >&2 || true
     done
     tg_say "---- end of logs ----"
   fi
   if [[ -z $tg_previous ]]; then
     tg_say "no previously deployed commit to roll back to; the stack is left as it is"
-    tg_finish failed "$tg_commit" 1
+    tg_finish failed "$tg_commit"
   fi
   if [[ $tg_previous == "$tg_commit" ]]; then
     tg_say "$tg_commit is the deployed commit itself: nothing to roll back to; the stack is left as it is"
-    tg_finish failed "$tg_commit" 1
+    tg_finish failed "$tg_commit"
+  fi
+  # The previous commit runs with the secrets it was deployed with.
+  if ! tg_secrets_load "$tg_previous"; then
+    tg_say "warning: no secrets stored for $tg_previous; rolling back with those of $tg_commit"
   fi
   tg_say "rolling back to $tg_previous"
   tg_bad_services=()
-  if tg_git checkout --quiet --detach --force "$tg_previous" >&2 \
-    && tg_dc up -d --remove-orphans --wait --wait-timeout "$tg_timeout" \
-    && tg_check_services && tg_check_health_url; then
-    printf '%s\n' "$tg_previous" >"$tg_root/deployed.tmp" && mv -f "$tg_root/deployed.tmp" "$tg_root/deployed" || true
+  if tg_checkout_exactly "$tg_previous" && tg_dc "${tg_up[@]}" && tg_healthy; then
     tg_say "rolled back to $tg_previous"
-    tg_finish rolled-back "$tg_previous" 1
+    tg_finish rolled-back "$tg_previous"
   fi
   tg_say "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
   tg_say "!!! ROLLBACK FAILED: the stack is neither $tg_commit nor $tg_previous"
   tg_say "!!! and may be down. Log in to the VM and check $tg_checkout."
   tg_say "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
   for svc in "${tg_bad_services[@]}"; do
-    tg_dc_timeout 60 logs --no-color --tail 50 "$svc" || true
+    tg_run tg_compose 60 logs --no-color --tail 50 "$svc" >&2 || true
   done
-  tg_finish rollback-failed "$tg_previous" 3
+  tg_finish rollback-failed "$tg_previous"
+}
+
+tg_healthy() { tg_check_services && tg_check_health_url; }
+
+# Runs STEP: on failure (or a signal) rolls back.
+tg_deploy_step() {
+  tg_step "$1"
+  tg_current_step=$1
+  shift
+  "$@" || tg_rollback "$tg_current_step"
+  tg_on_signal_received
 }
 
 tg_deploy() {
-  if [[ $# -ne 7 ]]; then
-    tg_say "deploy: expected 7 arguments: ROOT REPO_URL BRANCH COMMIT PULL TIMEOUT_SECS HEALTH_URL, got $#"
-    return 2
+  local problem sha=none
+  problem=$(tg_bad_request root repository branch commit pull timeout health_url \
+    allow_downgrade stored_secrets secrets keep actor run lock_wait)
+  if [[ -n $problem ]]; then
+    tg_say "deploy: the request's $problem"
+    tg_is_sha "${tg_req_commit-}" && sha=$tg_req_commit
+    tg_marker "result refused $sha"
+    return "${tg_results[refused]}"
   fi
-  tg_root=${1%/}
-  tg_repo_url=$2
-  tg_branch=$3
-  tg_commit=$4
-  tg_pull=$5
-  tg_timeout=$6
-  tg_health_url=$7
+  tg_root=${tg_req_root%/}
+  tg_repo_url=$tg_req_repository
+  tg_branch=$tg_req_branch
+  tg_commit=$tg_req_commit
+  tg_timeout=$tg_req_timeout
+  tg_health_url=$tg_req_health_url
+  tg_actor=$tg_req_actor
+  tg_run_url=$tg_req_run
   tg_checkout="$tg_root/checkout"
   tg_user=$(id -un)
   tg_bad_services=()
-  tg_secret_lines=()
+  tg_env_names=()
+  tg_env_values=()
+  tg_env_text=""
+  tg_clean_args
+  tg_up=(up -d --remove-orphans --wait --wait-timeout "$tg_timeout")
 
-  local bad=""
-  [[ $tg_root == /* && $tg_root != / ]] || bad="ROOT must be an absolute path"
-  [[ -n $tg_repo_url ]] || bad="REPO_URL is empty"
-  git check-ref-format --branch "$tg_branch" >/dev/null 2>&1 || bad="invalid BRANCH '$tg_branch'"
-  tg_is_sha "$tg_commit" || bad="COMMIT must be a full lowercase hex object id"
-  [[ $tg_pull == 0 || $tg_pull == 1 ]] || bad="PULL must be 0 or 1"
-  [[ $tg_timeout =~ ^[1-9][0-9]{0,4}$ ]] || bad="TIMEOUT_SECS must be a positive integer"
-  [[ $tg_health_url =~ ^https?://[^[:space:]]+$ ]] || bad="HEALTH_URL must be an http(s) URL"
-  if [[ -n $bad ]]; then
-    tg_say "deploy: $bad"
-    return 2
-  fi
-  tg_parse_secrets || return 2
-  if ! docker compose version >/dev/null 2>&1; then
-    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
-    return 2
-  fi
-
-  # Once started, finish (including rollback and audit) even if the ssh
-  # connection drops: ignore SIGHUP and SIGPIPE, and let children write into
-  # relays that keep draining when the session's stdout/stderr are gone
-  # (docker compose dies on EPIPE even with SIGPIPE ignored).
-  trap '' HUP PIPE
-  exec 1> >(tg_relay) 2> >(tg_relay >&2)
+  # From here on every attempt ends with a result and an audit line.
   mkdir -p -- "$tg_root"
   tg_previous=$(tg_read_deployed)
-  tg_audit_ready=1
   trap tg_on_exit EXIT
+  if ((!tg_req_stored_secrets)) && ! tg_secrets_parse "$tg_req_secrets" "secrets block"; then
+    tg_note="reason=bad-secrets"
+    tg_finish refused "$tg_commit"
+  fi
+  if ! docker compose version >/dev/null 2>&1; then
+    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
+    tg_finish refused "$tg_commit"
+  fi
+
+  # The traps only note a signal; tg_run and tg_step act on it. Output goes
+  # through relays that keep draining (and survive the session's signals)
+  # when the ssh connection is gone: docker compose dies on EPIPE even with
+  # SIGPIPE ignored.
+  trap 'tg_signal=TERM' TERM
+  trap 'tg_signal=HUP' HUP
+  trap 'tg_signal=INT' INT
+  trap '' PIPE
+  exec 1> >(
+    trap '' TERM HUP INT
+    tg_relay
+  ) 2> >(
+    trap '' TERM HUP INT
+    tg_relay >&2
+  )
 
   tg_step_lock
   tg_previous=$(tg_read_deployed) # may have changed while we waited
 
   if ! tg_step_fetch; then
+    tg_on_signal_received
     tg_say "could not fetch branch $tg_branch from $tg_repo_url"
-    tg_finish failed "$tg_commit" 1
+    tg_finish failed "$tg_commit"
   fi
 
   tg_step checkout
-  if ! tg_git cat-file -e "$tg_commit^{commit}" 2>/dev/null \
-    || ! tg_git merge-base --is-ancestor "$tg_commit" "refs/remotes/origin/$tg_branch" 2>/dev/null; then
-    tg_say "commit $tg_commit is not on the deploy branch $tg_branch (tip: $(tg_git rev-parse --verify -q "refs/remotes/origin/$tg_branch" || echo unknown))"
-    tg_finish failed "$tg_commit" 2
-  fi
+  tg_check_commit
   tg_head_before=$(tg_git rev-parse --verify -q HEAD) || tg_head_before=""
   tg_file_drift=0
-  if [[ -n "$(tg_git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+  local changed
+  changed=$(tg_modified 2>/dev/null; tg_untracked 2>/dev/null) || true
+  if [[ -n $changed ]]; then
     tg_file_drift=1
-    tg_say "tracked files were modified in $tg_checkout; restoring them and recreating the containers:"
-    tg_git status --porcelain --untracked-files=no >&2 || true
+    tg_say "the checkout $tg_checkout differs from the commit; restoring these files" \
+      "(removing those the commit does not have) and recreating the containers:"
+    tg_say "$changed"
+    tg_up+=(--force-recreate)
+    # Removed while nothing has changed yet: a file the deploy user cannot
+    # remove (another user's) stops the deploy here, not half-way.
+    if ! tg_git "${tg_clean[@]}" --quiet >&2; then
+      tg_say "could not remove the files above from $tg_checkout; nothing was deployed"
+      tg_note="reason=unremovable-files"
+      tg_finish failed "$tg_commit"
+    fi
   fi
-  if ! tg_git checkout --quiet --detach --force "$tg_commit" >&2; then
-    tg_rollback checkout
-  fi
+  tg_changed=1
+  tg_current_step=checkout
+  tg_checkout_exactly "$tg_commit" || tg_rollback checkout
   if tg_is_noop; then
     tg_say "$tg_commit is already deployed and healthy"
-    tg_finish noop "$tg_commit" 0
+    tg_finish noop "$tg_commit"
   fi
+  tg_bad_services=()
 
-  tg_step secrets
-  if ! tg_write_secrets || ! tg_load_secrets; then
-    tg_rollback secrets
-  fi
-
-  tg_step pull
-  if [[ $tg_pull == 1 ]]; then
-    if ! tg_dc pull --quiet --ignore-buildable; then
-      tg_rollback pull
-    fi
+  if ((tg_req_pull)); then
+    tg_deploy_step pull tg_dc pull --quiet --ignore-buildable
   else
-    tg_say "pull skipped (PULL=0)"
+    tg_step pull
+    tg_say "pull skipped"
   fi
-
-  tg_step up
-  local -a up_args=(up -d --remove-orphans --wait --wait-timeout "$tg_timeout")
-  ((tg_file_drift)) && up_args+=(--force-recreate)
-  if ! tg_dc "${up_args[@]}"; then
-    tg_rollback up
-  fi
-
-  tg_step health
-  if ! tg_check_services || ! tg_check_health_url; then
-    tg_rollback health
-  fi
-
-  printf '%s\n' "$tg_commit" >"$tg_root/deployed.tmp" && mv -f "$tg_root/deployed.tmp" "$tg_root/deployed"
-  tg_finish deployed "$tg_commit" 0
+  tg_deploy_step up tg_dc "${tg_up[@]}"
+  tg_deploy_step health tg_healthy
+  # The secrets (in memory since tg_secrets_parse) are stored as this commit's
+  # only now that it runs.
+  tg_record || tg_rollback record
+  tg_finish deployed "$tg_commit"
 }
 
 # ------------------------------------------------------------------ status
 
-tg_status() {
-  if [[ $# -ne 2 ]]; then
-    tg_say "status: expected 2 arguments: ROOT BRANCH, got $#"
-    return 2
-  fi
-  tg_root=${1%/}
-  tg_branch=$2
-  tg_checkout="$tg_root/checkout"
-  if [[ $tg_root != /* || $tg_root == / ]] || ! git check-ref-format --branch "$tg_branch" >/dev/null 2>&1; then
-    tg_say "status: invalid ROOT or BRANCH"
-    return 2
-  fi
+tg_verdict() {
+  printf '%s\n' "$1"
+  return "${tg_verdicts[$1]}"
+}
 
-  local deployed tip="" head="" sync=1 states line svc state health id files f
+tg_status() {
+  local problem
+  problem=$(tg_bad_request root branch keep)
+  if [[ -n $problem ]]; then
+    tg_say "status: the request's $problem"
+    return "${tg_results[refused]}"
+  fi
+  tg_root=${tg_req_root%/}
+  tg_checkout="$tg_root/checkout"
+  tg_clean_args
+
+  local deployed tip="" head="" sync=1 states svc state health current f
   deployed=$(tg_read_deployed)
   printf 'deployed: %s\n' "${deployed:-none}"
   [[ -n $deployed ]] || sync=0
 
   if [[ -d "$tg_checkout/.git" ]]; then
-    tip=$(timeout 60 git -C "$tg_checkout" ls-remote --heads origin "refs/heads/$tg_branch" 2>/dev/null \
-      | awk 'NR == 1 { print $1 }') || tip=""
+    tip=$(timeout 60 git -C "$tg_checkout" ls-remote --heads origin "refs/heads/$tg_req_branch" 2>/dev/null) || tip=""
+    tip=${tip%%[[:space:]]*}
     head=$(tg_git rev-parse --verify -q HEAD 2>/dev/null) || head=""
   fi
   printf 'branch: %s\n' "${tip:-unknown}"
   [[ -n $tip && $tip == "$deployed" ]] || sync=0
   [[ -n $head && $head == "$deployed" ]] || sync=0
 
-  if [[ -d "$tg_checkout/.git" ]] && tg_load_secrets; then
+  if [[ -d "$tg_checkout/.git" && -n $deployed ]] && tg_secrets_load "$deployed"; then
     if states=$(tg_service_states 2>/dev/null); then
-      while read -r svc state health id; do
+      while read -r svc state health current; do
         [[ -n $svc ]] || continue
         printf 'service %s %s %s\n' "$svc" "$state" "$health"
         [[ $state == running && ($health == none || $health == healthy) ]] || sync=0
+        [[ $current == current ]] || printf 'drift: container %s\n' "$svc"
+        [[ $current == current ]] || sync=0
       done < <(printf '%s\n' "$states")
     else
       tg_say "status: docker compose could not read the project in $tg_checkout"
       sync=0
     fi
-    files=$(tg_git status --porcelain --untracked-files=no 2>/dev/null) || files=""
-    while IFS= read -r line; do
-      [[ -n $line ]] || continue
-      f=${line:3}
+    while IFS= read -r f; do
       printf 'drift: file %s\n' "$f"
       sync=0
-    done < <(printf '%s\n' "$files")
-    tg_container_drift 2>/dev/null || sync=0
+    done < <(tg_modified 2>/dev/null)
+    while IFS= read -r f; do
+      printf 'drift: untracked %s\n' "$f"
+      sync=0
+    done < <(tg_untracked 2>/dev/null)
   else
+    [[ -z $deployed ]] || tg_say "status: no secrets stored for $deployed"
     sync=0
   fi
 
-  if ((sync)); then
-    printf 'in-sync\n'
-    return 0
-  fi
-  printf 'out-of-sync\n'
-  return 1
+  if ((sync)); then tg_verdict in-sync; else tg_verdict out-of-sync; fi
 }
 
-tg_main "$@" </dev/null; exit $?
+# ---------------------------------------------------------------- previous
+
+# The newest commit in the history, other than the deployed one, that is older
+# than it and whose secrets are stored.
+tg_previous_op() {
+  local problem deployed sha
+  problem=$(tg_bad_request root)
+  if [[ -n $problem ]]; then
+    tg_say "previous: the request's $problem"
+    return "${tg_results[refused]}"
+  fi
+  tg_root=${tg_req_root%/}
+  tg_checkout="$tg_root/checkout"
+  deployed=$(tg_read_deployed)
+  if [[ -n $deployed && -f "$tg_root/history" ]]; then
+    while read -r sha; do
+      if tg_is_sha "$sha" && [[ $sha != "$deployed" && -f $(tg_secrets_file "$sha") ]] \
+        && tg_git merge-base --is-ancestor "$sha" "$deployed" 2>/dev/null; then
+        tg_marker "previous $sha"
+        return 0
+      fi
+    done < <(tac "$tg_root/history")
+  fi
+  tg_marker "previous none"
+}
+
+tg_main "$@" </dev/null
+exit $?

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub use document::Document;
 pub use model::*;
 pub use rules::check_name;
+pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES, reserved_secret_name};
 pub use set::{Namespace, NamespaceError};
 
 use crate::diagnostic::{Code, Diagnostic, FileReport, display_path, display_text};

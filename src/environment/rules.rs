@@ -48,9 +48,10 @@ pub fn check_name(name: &str) -> Option<Diagnostic> {
 
 /// Secret names that would be read from, or land in, a variable with another
 /// meaning: CI credentials (the deploy key, GitHub's token) would be shipped to
-/// the VM, and shell or tool variables would change how the deploy runs. The
-/// remote script refuses the same names.
-const RESERVED_PREFIXES: &[&str] = &[
+/// the VM, and shell, dynamic-loader or tool variables would change how the
+/// deploy runs. The one list: the remote script gets it in its prelude
+/// (`deploy::protocol`) and refuses the same names.
+pub const RESERVED_PREFIXES: &[&str] = &[
     "TRACKER_GITOPS_",
     "GITHUB_",
     "RUNNER_",
@@ -60,30 +61,112 @@ const RESERVED_PREFIXES: &[&str] = &[
     "BASH",
     "DOCKER_",
     "COMPOSE_",
+    "BUILDKIT_",
     "GIT_",
     "SSH_",
     "TG_",
+    "XDG_",
+    "MALLOC_",
+    "GLIBC_",
+    "COMP_",
+    "READLINE_",
+    "HIST",
 ];
-const RESERVED_NAMES: &[&str] = &[
+pub const RESERVED_NAMES: &[&str] = &[
+    // CI
     "CI",
+    // the process environment every tool reads
     "PATH",
     "HOME",
     "USER",
     "LOGNAME",
     "SHELL",
-    "IFS",
     "PWD",
     "OLDPWD",
     "TMPDIR",
-    "ENV",
-    "CDPATH",
     "TERM",
     "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TZDIR",
+    "PAGER",
+    "EDITOR",
+    "VISUAL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "FTP_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    // the dynamic loader and the C library
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "NLSPATH",
+    "RES_OPTIONS",
+    // the shell
+    "IFS",
+    "ENV",
+    "CDPATH",
     "SHELLOPTS",
+    "POSIXLY_CORRECT",
+    "FUNCNEST",
+    "FUNCNAME",
+    "TMOUT",
+    "GLOBIGNORE",
+    "EXECIGNORE",
+    "FIGNORE",
+    "PROMPT_COMMAND",
+    "PS0",
+    "PS1",
+    "PS2",
+    "PS3",
     "PS4",
+    "TIMEFORMAT",
+    "IGNOREEOF",
+    "INPUTRC",
+    "MAIL",
+    "MAILCHECK",
+    "MAILPATH",
+    "FCEDIT",
+    "HOSTFILE",
+    "HOSTNAME",
+    "HOSTTYPE",
+    "MACHTYPE",
+    "OSTYPE",
+    "OPTARG",
+    "OPTERR",
+    "OPTIND",
+    "PPID",
+    "UID",
+    "EUID",
+    "GROUPS",
+    "RANDOM",
+    "SRANDOM",
+    "SECONDS",
+    "EPOCHSECONDS",
+    "EPOCHREALTIME",
+    "LINENO",
+    "REPLY",
+    "SHLVL",
+    "PIPESTATUS",
+    "DIRSTACK",
+    "COPROC",
+    "MAPFILE",
+    "COLUMNS",
+    "LINES",
+    "CHILD_MAX",
+    "COMPREPLY",
+    "TEXTDOMAIN",
+    "TEXTDOMAINDIR",
 ];
 
-fn reserved(name: &str) -> bool {
+/// Whether a secret may not take this name (see [`RESERVED_NAMES`]).
+pub fn reserved_secret_name(name: &str) -> bool {
     RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -297,7 +380,7 @@ fn listener_conflicts(env: &EnvironmentFile, document: &Document, found: &mut Ve
 /// No secret named like a variable of CI, the shell or a tool.
 fn reserved_secret_names(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
     for (pointer, name) in env.secret_references() {
-        if reserved(name) {
+        if reserved_secret_name(name) {
             found.push(
                 Diagnostic::error(
                     Code::ReservedSecretName,

@@ -49,6 +49,11 @@ impl BindDir {
     }
 }
 
+/// The bind-mount sources (relative to the compose file) the tracker writes
+/// to: its database and logs. On the VM they are inside the checkout but not
+/// in the commit; a deploy never cleans them.
+pub const DATA_DIRS: [&str; 2] = [tracker::DATA_DIR.tree, tracker::LOG_DIR.tree];
+
 /// The label that carries the hash of a service's mounted configuration files:
 /// a change to it makes `docker compose up` recreate exactly that service.
 pub const CONFIG_HASH_LABEL: &str = "tracker-gitops.config-hash";
@@ -342,6 +347,20 @@ mod tests {
         assert_eq!((udp.published, udp.protocol), (6969, Protocol::Udp));
         assert_eq!(tracker.ports[1].host_ip.to_string(), "127.0.0.1");
         assert!(!tracker.ports.iter().any(|p| p.published == 1313));
+    }
+
+    #[test]
+    fn data_dirs_are_the_tracker_bind_mounts_it_writes() {
+        let stack = Stack::build(&test_environment(""));
+        let writable: Vec<_> = stack
+            .service(tracker::SERVICE)
+            .unwrap()
+            .volumes
+            .iter()
+            .filter(|m| m.bind && m.target != tracker::CONFIG_DIR.container)
+            .map(|m| m.source.trim_start_matches("./"))
+            .collect();
+        assert_eq!(writable, DATA_DIRS);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub const DATA_DIR: BindDir = BindDir {
 };
 /// The SQLite database's directory in [`DATA_DIR`].
 pub const SQLITE_DIR: &str = "database";
-const LOG_DIR: BindDir = BindDir {
+pub const LOG_DIR: BindDir = BindDir {
     tree: "storage/tracker/log",
     container: "/var/log/torrust/tracker",
 };

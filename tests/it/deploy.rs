@@ -62,7 +62,7 @@ impl Vm {
             origin,
         };
         // origin.git is root's: let the deploy user clone it (git refuses
-        // other users' repositories otherwise), as remote-smoke.sh does.
+        // other users' repositories otherwise).
         sh(
             "runuser",
             &[
@@ -172,16 +172,28 @@ impl Transcript {
 struct Ctx<'a> {
     project: &'a Project,
     token: String,
+    /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
+    renamed_token: String,
     key: String,
     log: Transcript,
 }
 
 impl Ctx<'_> {
     fn run(&self, args: &[&str]) -> Run {
-        let run = Run(self
-            .project
-            .command(args)
+        let mut command = self.project.command(args);
+        command
             .env("TRACKER_ADMIN_TOKEN", &self.token)
+            .env("TRACKER_API_TOKEN", &self.renamed_token);
+        self.run_command(command)
+    }
+
+    /// The binary with the SSH key but none of the environment's secrets.
+    fn run_without_secrets(&self, args: &[&str]) -> Run {
+        self.run_command(self.project.command(args))
+    }
+
+    fn run_command(&self, mut command: assert_cmd::Command) -> Run {
+        let run = Run(command
             .env("TRACKER_GITOPS_SSH_KEY", &self.key)
             .output()
             .unwrap());
@@ -207,7 +219,13 @@ impl Ctx<'_> {
     }
 
     fn deploy(&self) -> Run {
-        self.run(&["deploy", "--env", "e2e", "--no-pull", "--timeout", "90"])
+        self.deploy_with(&[])
+    }
+
+    fn deploy_with(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["deploy", "--env", "e2e", "--no-pull", "--timeout", "90"];
+        args.extend(extra);
+        self.run(&args)
     }
 }
 
@@ -259,6 +277,15 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// `pgrep ARGS`: the pids found, or `None`.
+fn pgrep(args: &[&str]) -> Option<String> {
+    let output = Std::new("pgrep").args(args).output().unwrap();
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 fn tracker_client(name: &str, target: &str) {
     let output = Std::new(tracker_bin_dir().join(name))
         .args(["announce", target, INFOHASH])
@@ -299,6 +326,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let ctx = Ctx {
         project: &project,
         token: format!("e2e-token-{}", random_hex()),
+        renamed_token: format!("e2e-renamed-{}", random_hex()),
         key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
         log: Transcript::default(),
     };
@@ -312,9 +340,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     let run = ctx.deploy().expect(0);
     assert!(run.stdout().contains(&format!("deployed {c1} to e2e")));
     assert!(run.stdout().contains("step health"), "{}", run.stdout());
-    for step in [
-        "connect", "lock", "fetch", "checkout", "secrets", "up", "health",
-    ] {
+    for step in ["connect", "lock", "fetch", "checkout", "up", "health"] {
         let timed = format!("  {step} ");
         assert!(
             run.stdout().lines().any(|l| l.starts_with(&timed)),
@@ -357,7 +383,11 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     assert_ne!(container("tracker"), tracker_before);
     assert_eq!(container("prometheus"), prometheus_before);
 
-    // (3) a tracker config the tracker rejects: rolled back to c2
+    // (3) the admin token's secret renamed, and a tracker config the tracker
+    // rejects: rolled back to c2, which runs with the secret it was deployed with
+    let mut renamed = environment(&vm, 300);
+    renamed["tracker"]["http_api"]["admin_token"]["secret"] = json!("TRACKER_API_TOKEN");
+    project.write(env_file, serde_json::to_string_pretty(&renamed).unwrap());
     let template = std::fs::read_to_string(repo_root().join("templates/tracker-2.0.0.toml.hbs"))
         .unwrap()
         .replace(
@@ -375,6 +405,11 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         run.stderr()
     );
     assert_eq!(tracker_health(), "healthy");
+    let (code, body) = http_get(
+        "127.0.0.1:1212",
+        &format!("/api/v1/stats?token={}", ctx.token),
+    );
+    assert_eq!(code, 200, "{body}");
     let status = ctx.run(&["status", "--env", "e2e"]).expect(1);
     assert!(
         status.stdout().contains(&format!("deployed: {c2}")),
@@ -467,14 +502,131 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     );
     project.origin_git(&["update-ref", "refs/heads/deploy/e2e", &c4]);
 
-    // (5) the token never left the process environment and the VM
-    for history in [
-        project.git(&["--git-dir", "origin.git", "log", "-p", "--all"]),
-        project.git(&["log", "-p", "--all"]),
+    let c4 = c4.as_str();
+
+    // (5) SIGTERM to the remote script while compose brings up a new commit:
+    // rolled back to c4, and no compose is left running
+    project.write(
+        env_file,
+        serde_json::to_string_pretty(&environment(&vm, 900)).unwrap(),
+    );
+    let c5 = ctx.publish("interval 900", None);
+    let run = std::thread::scope(|s| {
+        let deploy = s.spawn(|| ctx.deploy());
+        let start = std::time::Instant::now();
+        while pgrep(&["-u", "tg-deploy", "-f", "compose up -d"]).is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "compose up never ran"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let script = pgrep(&["-o", "-u", "tg-deploy", "-f", "^bash -s -- deploy$"])
+            .expect("the remote script");
+        sh("kill", &["-TERM", &script]);
+        deploy.join().unwrap()
+    });
+    let run = run.expect(1);
+    assert!(
+        run.stderr()
+            .contains(&format!("deploy of {c5} stopped by SIGTERM at step up")),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr()
+            .contains(&format!("deploy failed, rolled back to {c4}"))
+    );
+    assert_eq!(tracker_health(), "healthy");
+    assert_eq!(pgrep(&["-u", "tg-deploy", "-f", "compose up"]), None);
+    let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with(" step=up signal=TERM"),
+        "{audit}"
+    );
+
+    // (6) an older commit is refused, the VM untouched (and the lock is free)
+    let tracker_before = container("tracker");
+    let run = ctx.deploy_with(&["--commit", &c2]).expect(2);
+    assert!(
+        run.stderr()
+            .contains(&format!("commit {c2} is older than the deployed {c4}")),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("deploy in progress"));
+    assert_eq!(container("tracker"), tracker_before);
+
+    // (7) a file the commit does not have, in the VM's checkout: status
+    // reports it; the next deploy (the downgrade, now asked for) removes it;
+    // the tracker's data stays
+    let checkout = Path::new(&vm.root).join("checkout");
+    let database = checkout.join("storage/tracker/lib/database/sqlite3.db");
+    assert!(database.is_file());
+    let override_file = checkout.join("docker-compose.override.yml");
+    std::fs::write(
+        &override_file,
+        "services:\n  tracker:\n    labels:\n      injected: \"yes\"\n",
+    )
+    .unwrap();
+    sh("chown", &["tg-deploy", override_file.to_str().unwrap()]);
+    let status = ctx.run(&["status", "--env", "e2e"]).expect(1);
+    for drift in [
+        "drift: untracked docker-compose.override.yml",
+        "drift: container tracker",
     ] {
-        assert!(!history.contains(&ctx.token));
+        assert!(status.stdout().contains(drift), "{}", status.stdout());
     }
+    let run = ctx
+        .deploy_with(&["--commit", &c2, "--allow-downgrade"])
+        .expect(0);
+    assert!(run.stdout().contains(&format!("deployed {c2} to e2e")));
+    assert!(!override_file.exists());
+    assert!(database.is_file());
+    let labels = sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{json .Config.Labels}}",
+            &container("tracker"),
+        ],
+    );
+    assert!(!labels.contains("injected"), "{labels}");
+    let status = ctx.run(&["status", "--env", "e2e"]).expect(1);
+    assert!(!status.stdout().contains("drift"), "{}", status.stdout());
+
+    // (8) rollback: back to the commit deployed before c2 that is older than
+    // it (c1), with the secrets c1 was deployed with (none come from CI)
+    let run = ctx
+        .run_without_secrets(&["rollback", "--env", "e2e", "--no-pull", "--timeout", "90"])
+        .expect(0);
+    assert!(
+        run.stdout().contains(&format!("deployed {c1} to e2e")),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+    let (code, body) = http_get(
+        "127.0.0.1:1212",
+        &format!("/api/v1/stats?token={}", ctx.token),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // (9) the tokens never left the process environment and the VM
     let printed = ctx.log.0.lock().unwrap();
     assert!(!printed.is_empty());
-    assert!(!printed.contains(&ctx.token));
+    for token in [&ctx.token, &ctx.renamed_token] {
+        for history in [
+            project.git(&["--git-dir", "origin.git", "log", "-p", "--all"]),
+            project.git(&["log", "-p", "--all"]),
+        ] {
+            assert!(!history.contains(token.as_str()));
+        }
+        assert!(!printed.contains(token.as_str()));
+    }
 }

@@ -7,6 +7,7 @@ mod github;
 mod harness;
 mod plan;
 mod publish;
+mod remote;
 mod render;
 mod ssh;
 mod verify;

@@ -81,7 +81,12 @@ fn published(vm: &Vm) -> Project {
 }
 
 fn deploy_in(project: &Project, dir: &str, extra: &[&str]) -> Run {
-    let mut args = vec!["deploy", "--env", "stable", "--no-pull"];
+    run_in(project, dir, "deploy", extra)
+}
+
+/// `COMMAND --env stable --no-pull EXTRA…` in `dir`.
+fn run_in(project: &Project, dir: &str, command: &str, extra: &[&str]) -> Run {
+    let mut args = vec![command, "--env", "stable", "--no-pull"];
     args.extend_from_slice(extra);
     Run(project
         .command(&args)
@@ -98,7 +103,11 @@ fn deploy_in(project: &Project, dir: &str, extra: &[&str]) -> Run {
 /// Deploys `stable`; asserts a refusal (exit 2) naming `problem`, made before
 /// anything connected to the VM.
 fn refused(project: &Project, vm: &Vm, extra: &[&str], problem: &str) {
-    let run = deploy_in(project, ".", extra).expect(2);
+    refused_by(project, vm, "deploy", extra, problem);
+}
+
+fn refused_by(project: &Project, vm: &Vm, command: &str, extra: &[&str], problem: &str) {
+    let run = run_in(project, ".", command, extra).expect(2);
     assert!(run.stderr().contains(problem), "{}", run.stderr());
     assert!(!run.stdout().contains("verified"), "{}", run.stdout());
     assert_eq!(vm.connections(), 0, "the VM was contacted");
@@ -163,6 +172,22 @@ fn a_hand_pushed_deploy_commit_is_refused_before_connecting() {
         &vm,
         &[],
         "docker-compose.yml: an executable file, expected a regular file",
+    );
+}
+
+/// A rollback's commit is checked like a deploy's.
+#[test]
+fn a_rollback_to_a_hand_pushed_commit_is_refused_before_connecting() {
+    let vm = Vm::start();
+    let project = published(&vm);
+    project.forge_etc_bind_mount("deploy/stable");
+    let forged = project.origin_git(&["rev-parse", "deploy/stable"]);
+    refused_by(
+        &project,
+        &vm,
+        "rollback",
+        &["--to", forged.trim()],
+        "its files are not exactly build/stable of its source",
     );
 }
 
