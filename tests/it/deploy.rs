@@ -246,14 +246,23 @@ fn container(service: &str) -> String {
     .to_string()
 }
 
+/// Docker's verdict on the tracker: the deploy's gate probes a new container
+/// before Docker's first healthcheck tick, which may still be due.
 fn tracker_health() -> String {
     let id = container("tracker");
-    sh(
-        "docker",
-        &["inspect", "-f", "{{.State.Health.Status}}", &id],
-    )
-    .trim()
-    .to_string()
+    let start = std::time::Instant::now();
+    loop {
+        let health = sh(
+            "docker",
+            &["inspect", "-f", "{{.State.Health.Status}}", &id],
+        )
+        .trim()
+        .to_string();
+        if health != "starting" || start.elapsed() > Duration::from_secs(30) {
+            return health;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Status code and body of a plain HTTP/1.0 GET.
@@ -426,19 +435,27 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
 
     // (4) two deploys at once: the second waits for the lock, then either
     // finds the work done (a no-op) or gives up with "deploy in progress".
-    // A real change, so that the first deploy holds the lock while the
-    // tracker is recreated and becomes healthy.
+    // A deploy takes about a second: the lock is held (as another deploy
+    // would) for 2 s while both start, so both wait.
     project.write(
         env_file,
         serde_json::to_string_pretty(&environment(&vm, 600)).unwrap(),
     );
     let c4 = ctx.publish("good config again", None);
+    let lock = Path::new(&vm.root).join("deploy.lock");
+    let mut holder = Std::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
     let (a, b) = std::thread::scope(|s| {
+        std::thread::sleep(Duration::from_millis(200));
         let first = s.spawn(|| ctx.deploy());
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(300));
         let second = s.spawn(|| ctx.deploy());
         (first.join().unwrap(), second.join().unwrap())
     });
+    assert!(holder.wait().unwrap().success());
     // Whichever got the lock first deployed; the other waited for it.
     let deployed = format!("deployed {c4} to e2e");
     let (winner, other) = if a.stdout().contains(&deployed) {
