@@ -290,18 +290,22 @@ tg_probe() {
   tg_run timeout 30 docker exec "$1" "${test[@]}" >/dev/null 2>&1
 }
 
-# One line "service state health current|drift" per service of the checkout's
+# One line "service state health current|drift id" per service of the checkout's
 # configuration and per orphaned container: state "missing" without a
 # container, health "none" without a healthcheck, "drift" when the container's
 # compose config hash differs from the configuration's (so `up` would
-# recreate it). A container whose healthcheck has not run yet is probed
-# (tg_probe): "healthy" when its healthcheck passes now, "starting" if not.
+# recreate it), id "-" without a container. A container whose healthcheck
+# has not run yet is probed (tg_probe): "healthy" when its healthcheck passes
+# now, "starting" if not. The two compose queries run side by side.
 tg_service_states() {
-  local desired ps svc state hash health id
+  local desired ps svc state hash health id hashes
   local -A want=() seen=()
-  desired=$(tg_dc_out config --hash '*') || return 1
+  exec {hashes}< <(tg_dc_out config --hash '*' || echo "@@failed")
   ps=$(tg_dc_out ps -a --format \
-    '{{.Service}} {{.State}} {{.Label "com.docker.compose.config-hash"}} {{.Health}} {{.ID}}') || return 1
+    '{{.Service}} {{.State}} {{.Label "com.docker.compose.config-hash"}} {{.Health}} {{.ID}}') || ps=@@failed
+  desired=$(cat <&"$hashes")
+  exec {hashes}<&-
+  [[ $ps$desired != *@@failed* ]] || return 1
   while read -r svc hash; do
     [[ -z $svc ]] || want[$svc]=$hash
   done < <(printf '%s\n' "$desired")
@@ -310,26 +314,28 @@ tg_service_states() {
     seen[$svc]=1
     if [[ -n ${want[$svc]+x} && ${want[$svc]} == "$hash" ]]; then hash=current; else hash=drift; fi
     if [[ $state == running && $health == starting ]] && tg_probe "$id"; then health=healthy; fi
-    printf '%s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$hash"
+    printf '%s %s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$hash" "${id:--}"
   done < <(printf '%s\n' "$ps")
   for svc in "${!want[@]}"; do
-    [[ -n ${seen[$svc]+x} ]] || printf '%s missing none drift\n' "$svc"
+    [[ -n ${seen[$svc]+x} ]] || printf '%s missing none drift -\n' "$svc"
   done
 }
 
 # Sets tg_bad_services to the services not running or unhealthy,
-# tg_starting to those whose healthcheck does not pass yet, and tg_stale to
-# 1 when a container differs from the configuration; returns 0 when all are
-# running and healthy.
+# tg_starting to those whose healthcheck does not pass yet, tg_stale to 1
+# when a container differs from the configuration and tg_tracker to the
+# tracker's container; returns 0 when all are running and healthy.
 tg_check_services() {
-  local states svc state health current
+  local states svc state health current id
   tg_bad_services=()
   tg_starting=()
   tg_stale=0
+  tg_tracker=-
   states=$(tg_service_states) || return 1
-  while read -r svc state health current; do
+  while read -r svc state health current id; do
     [[ -n $svc ]] || continue
     [[ $current == current ]] || tg_stale=1
+    [[ $svc != tracker ]] || tg_tracker=$id
     if [[ $state == running && $health == starting ]]; then
       tg_starting+=("$svc")
     elif [[ $state != running || ($health != none && $health != healthy) ]]; then
@@ -340,9 +346,11 @@ tg_check_services() {
   ((${#tg_bad_services[@]} + ${#tg_starting[@]} == 0))
 }
 
-# The tracker's own health API, from inside its container.
+# The tracker's own health API, from inside its container (found by
+# tg_check_services).
 tg_check_health_url() {
-  tg_run tg_compose 30 exec -T tracker /usr/bin/http_health_check "$tg_health_url"
+  [[ $tg_tracker != - ]] \
+    && tg_run timeout 30 docker exec "$tg_tracker" /usr/bin/http_health_check "$tg_health_url"
 }
 
 # ------------------------------------------------------------------ deploy
@@ -603,10 +611,10 @@ tg_deploy() {
     tg_note="reason=bad-secrets"
     tg_finish refused "$tg_commit"
   fi
-  if ! docker compose version >/dev/null 2>&1; then
-    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
-    tg_finish refused "$tg_commit"
-  fi
+  # Asked while the lock is taken and the branch fetched; answered before
+  # anything changes.
+  docker compose version >/dev/null 2>&1 9>&- &
+  local compose_check=$! compose_rc=0
 
   # The traps only note a signal; tg_run and tg_step act on it. Output goes
   # through relays that keep draining (and survive the session's signals)
@@ -631,6 +639,12 @@ tg_deploy() {
     tg_on_signal_received
     tg_say "could not fetch branch $tg_branch from $tg_repo_url"
     tg_finish failed "$tg_commit"
+  fi
+  wait "$compose_check" || compose_rc=$?
+  tg_on_signal_received
+  if ((compose_rc)); then
+    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
+    tg_finish refused "$tg_commit"
   fi
 
   tg_step checkout
@@ -710,7 +724,7 @@ tg_status() {
 
   if [[ -d "$tg_checkout/.git" && -n $deployed ]] && tg_secrets_load "$deployed"; then
     if states=$(tg_service_states 2>/dev/null); then
-      while read -r svc state health current; do
+      while read -r svc state health current _; do
         [[ -n $svc ]] || continue
         printf 'service %s %s %s\n' "$svc" "$state" "$health"
         [[ $state == running && ($health == none || $health == healthy) ]] || sync=0

@@ -8,7 +8,8 @@
 #   first       a first deploy of the stack (images present, nothing running)
 # During config and prometheus a UDP announce goes to the tracker every 50 ms
 # (udp_tracker_client, loopback); printed: the longest time between two
-# answers (the outage) and the number of announces that got none.
+# answers (the outage; an announce waits 0.15 s for its answer) and the
+# number of announces that got none.
 #
 #   flock -o /tmp/tracker-gitops-e2e.lock tests/e2e/bench-deploy.sh [BIN]
 #
@@ -123,7 +124,7 @@ announcer() {
   local i result
   for ((i = 0; i < 2400; i++)); do
     [[ ! -e $WORK/stop ]] || break
-    if timeout 0.3 "$CLIENT" announce 127.0.0.1:6969 "$INFOHASH" >/dev/null 2>&1; then
+    if timeout 0.15 "$CLIENT" announce 127.0.0.1:6969 "$INFOHASH" >/dev/null 2>&1; then
       result=ok
     else
       result=fail
