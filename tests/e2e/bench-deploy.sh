@@ -62,43 +62,15 @@ git init -q -b main
 git init -q --bare -b main "$ORIGIN"
 git remote add origin "$ORIGIN"
 
-# environment ANNOUNCE_INTERVAL SCRAPE_INTERVAL: environments/e2e.json
+# environment ANNOUNCE_INTERVAL SCRAPE_INTERVAL: environments/e2e.json, from
+# the e2e test's (tests/e2e/environment.json).
 environment() {
-  cat >environments/e2e.json <<EOF
-{
-  "tracker": {
-    "image": "tracker-gitops-e2e/tracker:3.0.0",
-    "config_schema": "2.0.0",
-    "core": {
-      "private": false,
-      "listed": false,
-      "announce_policy": { "interval": $1, "interval_min": 60 },
-      "database": { "driver": "sqlite3" }
-    },
-    "udp_trackers": [{ "bind_address": "0.0.0.0:6969" }],
-    "http_trackers": [{ "bind_address": "0.0.0.0:7070" }],
-    "http_api": {
-      "bind_address": "127.0.0.1:1212",
-      "admin_token": { "secret": "TRACKER_ADMIN_TOKEN" }
-    },
-    "health_check_api": { "bind_address": "127.0.0.1:1313" }
-  },
-  "prometheus": {
-    "image": "tracker-gitops-e2e/prometheus:2.42",
-    "publish": "127.0.0.1:9090",
-    "persist_data": true,
-    "scrape_interval": $2
-  },
-  "deploy": {
-    "host": "127.0.0.1",
-    "port": $VM_PORT,
-    "user": "tg-deploy",
-    "host_key": "$VM_HOST_KEY",
-    "path": "$ROOT",
-    "repository": "$ORIGIN"
-  }
-}
-EOF
+  jq --argjson announce "$1" --argjson scrape "$2" --argjson port "$VM_PORT" \
+    --arg key "$VM_HOST_KEY" --arg root "$ROOT" --arg origin "$ORIGIN" '
+    .tracker.core.announce_policy.interval = $announce
+    | .prometheus.scrape_interval = $scrape
+    | .deploy += { port: $port, host_key: $key, path: $root, repository: $origin }' \
+    "$HERE/environment.json" >environments/e2e.json
 }
 
 # publish ANNOUNCE SCRAPE: render, commit, push to main, publish (untimed).
@@ -175,34 +147,27 @@ done
 summary "first deploy (s)" $times
 first_steps=$(grep -E '^  [a-z]+ [0-9.]+s$' "$WORK/last" | tr -s ' \n' ' ')
 
-times="" gaps="" fails=""
-for ((run = 0; run < RUNS; run++)); do
-  announce=$((announce + 1))
-  publish "$announce" "$scrape"
-  deploy_announcing
-  times+=" $took"
-done
-config_steps=$(grep -E '^  [a-z]+ [0-9.]+s$' "$WORK/last" | tr -s ' \n' ' ')
-# shellcheck disable=SC2086
-{
-  summary "config change (s)" $times
-  summary "  UDP announce gap (s)" $gaps
-  summary "  failed announces" $fails
+# changes NAME VARIABLE: RUNS deploys, each adding 1 to VARIABLE (announce
+# or scrape), while announcing.
+changes() {
+  local run times="" gaps="" fails=""
+  for ((run = 0; run < RUNS; run++)); do
+    (($2 += 1))
+    publish "$announce" "$scrape"
+    deploy_announcing
+    times+=" $took"
+  done
+  # shellcheck disable=SC2086
+  {
+    summary "$1 (s)" $times
+    summary "  UDP announce gap (s)" $gaps
+    summary "  failed announces" $fails
+  }
+  steps=$(grep -E '^  [a-z]+ [0-9.]+s$' "$WORK/last" | tr -s ' \n' ' ')
 }
-
-times="" gaps="" fails=""
-for ((run = 0; run < RUNS; run++)); do
-  scrape=$((scrape + 1))
-  publish "$announce" "$scrape"
-  deploy_announcing
-  times+=" $took"
-done
-# shellcheck disable=SC2086
-{
-  summary "prometheus change (s)" $times
-  summary "  UDP announce gap (s)" $gaps
-  summary "  failed announces" $fails
-}
+changes "config change" announce
+config_steps=$steps
+changes "prometheus change" scrape
 
 times=""
 for ((run = 0; run < RUNS; run++)); do

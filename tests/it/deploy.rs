@@ -121,39 +121,17 @@ fn parse_vm_env(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The e2e environment (tests/e2e/environment.json, which the deploy
+/// benchmark shares) on this VM, with this announce interval.
 fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
-    json!({
-        "tracker": {
-            "image": "tracker-gitops-e2e/tracker:3.0.0",
-            "config_schema": "2.0.0",
-            "core": {
-                "private": false,
-                "listed": false,
-                "announce_policy": { "interval": interval, "interval_min": 60 },
-                "database": { "driver": "sqlite3" }
-            },
-            "udp_trackers": [{ "bind_address": "0.0.0.0:6969" }],
-            "http_trackers": [{ "bind_address": "0.0.0.0:7070" }],
-            "http_api": {
-                "bind_address": "127.0.0.1:1212",
-                "admin_token": { "secret": "TRACKER_ADMIN_TOKEN" }
-            },
-            "health_check_api": { "bind_address": "127.0.0.1:1313" }
-        },
-        "prometheus": {
-            "image": "tracker-gitops-e2e/prometheus:2.42",
-            "publish": "127.0.0.1:9090",
-            "persist_data": true
-        },
-        "deploy": {
-            "host": "127.0.0.1",
-            "port": vm.var("VM_PORT").parse::<u16>().unwrap(),
-            "user": "tg-deploy",
-            "host_key": vm.var("VM_HOST_KEY"),
-            "path": vm.root,
-            "repository": vm.origin
-        }
-    })
+    let text = std::fs::read_to_string(e2e_script("environment.json")).unwrap();
+    let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
+    env["tracker"]["core"]["announce_policy"]["interval"] = json!(interval);
+    env["deploy"]["port"] = json!(vm.var("VM_PORT").parse::<u16>().unwrap());
+    env["deploy"]["host_key"] = json!(vm.var("VM_HOST_KEY"));
+    env["deploy"]["path"] = json!(vm.root);
+    env["deploy"]["repository"] = json!(vm.origin);
+    env
 }
 
 /// Everything the binary printed, to search for the token at the end.
