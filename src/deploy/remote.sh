@@ -611,10 +611,10 @@ tg_deploy() {
     tg_note="reason=bad-secrets"
     tg_finish refused "$tg_commit"
   fi
-  # Asked while the lock is taken and the branch fetched; answered before
-  # anything changes.
-  docker compose version >/dev/null 2>&1 9>&- &
-  local compose_check=$! compose_rc=0
+  if ! docker compose version >/dev/null 2>&1; then
+    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
+    tg_finish refused "$tg_commit"
+  fi
 
   # The traps only note a signal; tg_run and tg_step act on it. Output goes
   # through relays that keep draining (and survive the session's signals)
@@ -639,12 +639,6 @@ tg_deploy() {
     tg_on_signal_received
     tg_say "could not fetch branch $tg_branch from $tg_repo_url"
     tg_finish failed "$tg_commit"
-  fi
-  wait "$compose_check" || compose_rc=$?
-  tg_on_signal_received
-  if ((compose_rc)); then
-    tg_say "deploy: 'docker compose' (Compose v2) is not available for $tg_user"
-    tg_finish refused "$tg_commit"
   fi
 
   tg_step checkout
