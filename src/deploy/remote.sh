@@ -548,6 +548,9 @@ tg_rollback() {
 tg_healthy() {
   local deadline=$((SECONDS + tg_timeout))
   while :; do
+    # First a moment for the containers just started: the queries below
+    # would take the CPU they start with.
+    sleep 0.2
     if tg_check_services 2>/dev/null; then
       tg_check_health_url >/dev/null 2>&1 && return 0
     elif ((${#tg_bad_services[@]})); then
@@ -562,7 +565,6 @@ tg_healthy() {
         "health check $tg_health_url)"
       return 1
     fi
-    sleep 0.2
   done
 }
 
