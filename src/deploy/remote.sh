@@ -109,8 +109,10 @@ tg_compose() {
   exec timeout "$limit" docker compose "$@"
 }
 # Output to stderr, interruptible; or captured (short queries only).
+# shellcheck disable=SC2329 # run by tg_deploy_step
 tg_dc() { tg_run tg_compose - "$@" >&2; }
 tg_dc_out() { (tg_compose - "$@") 9>&-; }
+tg_up_stack() { tg_run tg_compose "$tg_timeout" "${tg_up[@]}" >&2; }
 # gc.autoDetach=false: a detached `git gc` would outlive the deploy.
 tg_git() { git -C "$tg_checkout" -c gc.autoDetach=false "$@" 9>&-; }
 
@@ -271,62 +273,84 @@ tg_modified() {
   done < <(printf '%s\n' "$out")
 }
 
-# One line "service state health current|drift" per service of the checkout's
+# Runs the healthcheck command of container ID now, as Docker would at its
+# next tick (every 5 s, and Docker Engine before 25 has no start_interval):
+# a container just started is known healthy as soon as it is.
+tg_probe() {
+  local -a test
+  mapfile -t test < <(docker inspect -f \
+    '{{range .Config.Healthcheck.Test}}{{println .}}{{end}}' "$1" 2>/dev/null 9>&-)
+  # println's last newline and docker's own make one empty line too many.
+  if ((${#test[@]})) && [[ -z ${test[-1]} ]]; then unset 'test[-1]'; fi
+  case ${test[0]-} in
+    CMD) test=("${test[@]:1}") ;;
+    CMD-SHELL) test=(/bin/sh -c "${test[1]-}") ;;
+    *) return 1 ;;
+  esac
+  tg_run timeout 30 docker exec "$1" "${test[@]}" >/dev/null 2>&1
+}
+
+# One line "service state health current|drift id" per service of the checkout's
 # configuration and per orphaned container: state "missing" without a
 # container, health "none" without a healthcheck, "drift" when the container's
 # compose config hash differs from the configuration's (so `up` would
-# recreate it).
+# recreate it), id "-" without a container. A container whose healthcheck
+# has not run yet is probed (tg_probe): "healthy" when its healthcheck passes
+# now, "starting" if not. The two compose queries run side by side.
 tg_service_states() {
-  local desired ps svc state hash health
+  local desired ps svc state hash health id hashes
   local -A want=() seen=()
-  desired=$(tg_dc_out config --hash '*') || return 1
+  exec {hashes}< <(tg_dc_out config --hash '*' || echo "@@failed")
   ps=$(tg_dc_out ps -a --format \
-    '{{.Service}} {{.State}} {{.Label "com.docker.compose.config-hash"}} {{.Health}}') || return 1
+    '{{.Service}} {{.State}} {{.Label "com.docker.compose.config-hash"}} {{.Health}} {{.ID}}') || ps=@@failed
+  desired=$(cat <&"$hashes")
+  exec {hashes}<&-
+  [[ $ps$desired != *@@failed* ]] || return 1
   while read -r svc hash; do
     [[ -z $svc ]] || want[$svc]=$hash
   done < <(printf '%s\n' "$desired")
-  while read -r svc state hash health; do
+  while read -r svc state hash health id; do
     [[ -n $svc ]] || continue
     seen[$svc]=1
     if [[ -n ${want[$svc]+x} && ${want[$svc]} == "$hash" ]]; then hash=current; else hash=drift; fi
-    printf '%s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$hash"
+    if [[ $state == running && $health == starting ]] && tg_probe "$id"; then health=healthy; fi
+    printf '%s %s %s %s %s\n' "$svc" "${state:-unknown}" "${health:-none}" "$hash" "${id:--}"
   done < <(printf '%s\n' "$ps")
   for svc in "${!want[@]}"; do
-    [[ -n ${seen[$svc]+x} ]] || printf '%s missing none drift\n' "$svc"
+    [[ -n ${seen[$svc]+x} ]] || printf '%s missing none drift -\n' "$svc"
   done
 }
 
-# Sets tg_bad_services to the services not running or unhealthy and
-# tg_stale to 1 when a container differs from the configuration; returns 0
-# when none is bad.
+# Sets tg_bad_services to the services not running or unhealthy,
+# tg_starting to those whose healthcheck does not pass yet, tg_stale to 1
+# when a container differs from the configuration and tg_tracker to the
+# tracker's container; returns 0 when all are running and healthy.
 tg_check_services() {
-  local states svc state health current
+  local states svc state health current id
   tg_bad_services=()
+  tg_starting=()
   tg_stale=0
+  tg_tracker=-
   states=$(tg_service_states) || return 1
-  while read -r svc state health current; do
+  while read -r svc state health current id; do
     [[ -n $svc ]] || continue
     [[ $current == current ]] || tg_stale=1
-    if [[ $state != running || ($health != none && $health != healthy) ]]; then
+    [[ $svc != tracker ]] || tg_tracker=$id
+    if [[ $state == running && $health == starting ]]; then
+      tg_starting+=("$svc")
+    elif [[ $state != running || ($health != none && $health != healthy) ]]; then
       tg_say "service $svc is $state (health: $health)"
       tg_bad_services+=("$svc")
     fi
   done < <(printf '%s\n' "$states")
-  ((${#tg_bad_services[@]} == 0))
+  ((${#tg_bad_services[@]} + ${#tg_starting[@]} == 0))
 }
 
-# The tracker's own health API, from inside its container.
+# The tracker's own health API, from inside its container (found by
+# tg_check_services).
 tg_check_health_url() {
-  local i
-  for i in 1 2 3; do
-    if tg_run tg_compose 30 exec -T tracker /usr/bin/http_health_check "$tg_health_url" >&2; then
-      return 0
-    fi
-    [[ -z ${tg_signal:-} || -n ${tg_rolling_back:-} ]] || return 1
-    ((i == 3)) || sleep 2
-  done
-  tg_say "health check $tg_health_url failed"
-  return 1
+  [[ $tg_tracker != - ]] \
+    && tg_run timeout 30 docker exec "$tg_tracker" /usr/bin/http_health_check "$tg_health_url"
 }
 
 # ------------------------------------------------------------------ deploy
@@ -446,7 +470,7 @@ tg_is_noop() {
   local file
   file=$(tg_secrets_file "$tg_commit")
   [[ -f $file && "$(<"$file")" == "${tg_env_text%$'\n'}" ]] || return 1
-  tg_check_services 2>/dev/null && ((tg_stale == 0)) && tg_check_health_url 2>/dev/null
+  tg_check_services 2>/dev/null && ((tg_stale == 0)) && tg_check_health_url >/dev/null 2>&1
 }
 
 # Records the commit as deployed, with the secrets it runs with; every write
@@ -503,7 +527,7 @@ tg_rollback() {
   fi
   tg_say "rolling back to $tg_previous"
   tg_bad_services=()
-  if tg_checkout_exactly "$tg_previous" && tg_dc "${tg_up[@]}" && tg_healthy; then
+  if tg_checkout_exactly "$tg_previous" && tg_up_stack && tg_healthy; then
     tg_say "rolled back to $tg_previous"
     tg_finish rolled-back "$tg_previous"
   fi
@@ -517,7 +541,32 @@ tg_rollback() {
   tg_finish rollback-failed "$tg_previous"
 }
 
-tg_healthy() { tg_check_services && tg_check_health_url; }
+# The health gate: every service running and healthy, and the tracker's
+# health API answering. Polled (no waiting for Docker's next healthcheck
+# tick, see tg_probe) until the deploy's timeout; a service that stopped,
+# restarts or is unhealthy fails it at once.
+tg_healthy() {
+  local deadline=$((SECONDS + tg_timeout))
+  while :; do
+    # First a moment for the containers just started: the queries below
+    # would take the CPU they start with.
+    sleep 0.2
+    if tg_check_services 2>/dev/null; then
+      tg_check_health_url >/dev/null 2>&1 && return 0
+    elif ((${#tg_bad_services[@]})); then
+      tg_check_services || true # says which and why
+      return 1
+    fi
+    [[ -z ${tg_signal:-} || -n ${tg_rolling_back:-} ]] || return 1
+    if ((SECONDS >= deadline)); then
+      if tg_check_services && tg_check_health_url >&2; then return 0; fi
+      tg_bad_services+=("${tg_starting[@]}")
+      tg_say "not healthy after ${tg_timeout}s (starting: ${tg_starting[*]:-none};" \
+        "health check $tg_health_url)"
+      return 1
+    fi
+  done
+}
 
 # Runs STEP: on failure (or a signal) rolls back.
 tg_deploy_step() {
@@ -553,7 +602,8 @@ tg_deploy() {
   tg_env_values=()
   tg_env_text=""
   tg_clean_args
-  tg_up=(up -d --remove-orphans --wait --wait-timeout "$tg_timeout")
+  # No --wait: it waits for Docker's healthcheck ticks; tg_healthy does not.
+  tg_up=(up -d --remove-orphans)
 
   # From here on every attempt ends with a result and an audit line.
   mkdir -p -- "$tg_root"
@@ -628,7 +678,7 @@ tg_deploy() {
     tg_step pull
     tg_say "pull skipped"
   fi
-  tg_deploy_step up tg_dc "${tg_up[@]}"
+  tg_deploy_step up tg_up_stack
   tg_deploy_step health tg_healthy
   # The secrets (in memory since tg_secrets_parse) are stored as this commit's
   # only now that it runs.
@@ -670,7 +720,7 @@ tg_status() {
 
   if [[ -d "$tg_checkout/.git" && -n $deployed ]] && tg_secrets_load "$deployed"; then
     if states=$(tg_service_states 2>/dev/null); then
-      while read -r svc state health current; do
+      while read -r svc state health current _; do
         [[ -n $svc ]] || continue
         printf 'service %s %s %s\n' "$svc" "$state" "$health"
         [[ $state == running && ($health == none || $health == healthy) ]] || sync=0

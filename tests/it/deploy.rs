@@ -121,39 +121,17 @@ fn parse_vm_env(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The e2e environment (tests/e2e/environment.json, which the deploy
+/// benchmark shares) on this VM, with this announce interval.
 fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
-    json!({
-        "tracker": {
-            "image": "tracker-gitops-e2e/tracker:3.0.0",
-            "config_schema": "2.0.0",
-            "core": {
-                "private": false,
-                "listed": false,
-                "announce_policy": { "interval": interval, "interval_min": 60 },
-                "database": { "driver": "sqlite3" }
-            },
-            "udp_trackers": [{ "bind_address": "0.0.0.0:6969" }],
-            "http_trackers": [{ "bind_address": "0.0.0.0:7070" }],
-            "http_api": {
-                "bind_address": "127.0.0.1:1212",
-                "admin_token": { "secret": "TRACKER_ADMIN_TOKEN" }
-            },
-            "health_check_api": { "bind_address": "127.0.0.1:1313" }
-        },
-        "prometheus": {
-            "image": "tracker-gitops-e2e/prometheus:2.42",
-            "publish": "127.0.0.1:9090",
-            "persist_data": true
-        },
-        "deploy": {
-            "host": "127.0.0.1",
-            "port": vm.var("VM_PORT").parse::<u16>().unwrap(),
-            "user": "tg-deploy",
-            "host_key": vm.var("VM_HOST_KEY"),
-            "path": vm.root,
-            "repository": vm.origin
-        }
-    })
+    let text = std::fs::read_to_string(e2e_script("environment.json")).unwrap();
+    let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
+    env["tracker"]["core"]["announce_policy"]["interval"] = json!(interval);
+    env["deploy"]["port"] = json!(vm.var("VM_PORT").parse::<u16>().unwrap());
+    env["deploy"]["host_key"] = json!(vm.var("VM_HOST_KEY"));
+    env["deploy"]["path"] = json!(vm.root);
+    env["deploy"]["repository"] = json!(vm.origin);
+    env
 }
 
 /// Everything the binary printed, to search for the token at the end.
@@ -246,14 +224,23 @@ fn container(service: &str) -> String {
     .to_string()
 }
 
+/// Docker's verdict on the tracker: the deploy's gate probes a new container
+/// before Docker's first healthcheck tick, which may still be due.
 fn tracker_health() -> String {
     let id = container("tracker");
-    sh(
-        "docker",
-        &["inspect", "-f", "{{.State.Health.Status}}", &id],
-    )
-    .trim()
-    .to_string()
+    let start = std::time::Instant::now();
+    loop {
+        let health = sh(
+            "docker",
+            &["inspect", "-f", "{{.State.Health.Status}}", &id],
+        )
+        .trim()
+        .to_string();
+        if health != "starting" || start.elapsed() > Duration::from_secs(30) {
+            return health;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Status code and body of a plain HTTP/1.0 GET.
@@ -427,19 +414,27 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
 
     // (4) two deploys at once: the second waits for the lock, then either
     // finds the work done (a no-op) or gives up with "deploy in progress".
-    // A real change, so that the first deploy holds the lock while the
-    // tracker is recreated and becomes healthy.
+    // A deploy takes about a second: the lock is held (as another deploy
+    // would) for 2 s while both start, so both wait.
     project.write(
         env_file,
         serde_json::to_string_pretty(&environment(&vm, 600)).unwrap(),
     );
     let c4 = ctx.publish("good config again", None);
+    let lock = Path::new(&vm.root).join("deploy.lock");
+    let mut holder = Std::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
     let (a, b) = std::thread::scope(|s| {
+        std::thread::sleep(Duration::from_millis(200));
         let first = s.spawn(|| ctx.deploy());
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(300));
         let second = s.spawn(|| ctx.deploy());
         (first.join().unwrap(), second.join().unwrap())
     });
+    assert!(holder.wait().unwrap().success());
     // Whichever got the lock first deployed; the other waited for it.
     let deployed = format!("deployed {c4} to e2e");
     let (winner, other) = if a.stdout().contains(&deployed) {

@@ -346,7 +346,7 @@ fn remote_rollback_runs_the_previous_commit_with_its_own_secrets() {
         .deploy(&c2, &secrets(&[("RENAMED_TOKEN", "new")]))
         .expect(Outcome::RolledBack, &c1);
     assert!(
-        ran.steps().ends_with(&[Step::Up, Step::Rollback]),
+        ran.steps().ends_with(&[Step::Health, Step::Rollback]),
         "{:?}",
         ran.steps()
     );
@@ -357,7 +357,7 @@ fn remote_rollback_runs_the_previous_commit_with_its_own_secrets() {
     let audit = audit_lines(&vm);
     assert!(
         audit[1].contains(&format!("commit={c2} result=rolled-back previous={c1}"))
-            && audit[1].ends_with(" step=up"),
+            && audit[1].ends_with(" step=health"),
         "{audit:?}"
     );
     vm.assert_behind_the_branch_without_drift();
