@@ -128,7 +128,7 @@ impl Prelude {
 
     /// Adds `tg_req_NAME='value'`.
     pub fn set(mut self, name: &str, value: &str) -> Self {
-        let _ = writeln!(self.0, "tg_req_{name}={}", super::shell_quote(value));
+        let _ = writeln!(self.0, "tg_req_{name}={}", super::ssh::shell_quote(value));
         self
     }
 
