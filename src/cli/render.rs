@@ -1,4 +1,4 @@
-//! `render`: write each selected environment to OUT/<env>/, or with `--check`
+//! `render`: write each selected environment to `OUT/<env>/`, or with `--check`
 //! compare OUT with a fresh render.
 
 use std::io::{self, Write};

@@ -1,7 +1,7 @@
 //! Deploy a published commit to the VM, and ask the VM whether it is in sync.
 //!
 //! Everything that happens on the VM is `remote.sh`, fed over the stdin of the
-//! system OpenSSH client (`bash -s -- <op>`) after a prelude ([`protocol`])
+//! system OpenSSH client (`bash -s -- <op>`) after a prelude (`protocol`)
 //! holding the request and the secrets. Here: the secrets, and the marker
 //! lines the script prints on stdout, timed as they arrive; the SSH client
 //! (host key pinning, the key in memory) is `ssh.rs`.

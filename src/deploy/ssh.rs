@@ -27,12 +27,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub enum Identity {
     File(PathBuf),
-    /// Key text, kept in memory (see [`MemFile`]) for the life of the connection.
+    /// Key text, kept in memory (see `MemFile`) for the life of the connection.
     Text(String),
 }
 
 /// How to reach the VM: `deploy` of the environment plus a key. The pinned
-/// known_hosts and a key given as text are [`MemFile`]s: nothing of them is
+/// known_hosts and a key given as text are `MemFile`s: nothing of them is
 /// on disk, and they vanish with the process, even on SIGKILL.
 #[derive(Debug)]
 pub struct Connection {
