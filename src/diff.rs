@@ -64,20 +64,28 @@ pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
     changes
 }
 
-/// Counts of each kind as `render --check` words them (added files are
-/// "missing" from disk, removed ones "orphaned" there), e.g. "2 changed, 1 missing".
+impl ChangeKind {
+    /// The word `render --check` uses: added files are "missing" from disk,
+    /// removed ones "orphaned" there.
+    pub fn drift_word(self) -> &'static str {
+        match self {
+            Self::Changed => "changed",
+            Self::Added => "missing",
+            Self::Removed => "orphaned",
+        }
+    }
+}
+
+/// Counts of each kind in [`ChangeKind::drift_word`]s, e.g. "2 changed, 1 missing".
 pub fn summary(changes: &[FileChange]) -> String {
     let count = |kind| changes.iter().filter(|c| c.kind == kind).count();
-    [
-        (count(ChangeKind::Changed), "changed"),
-        (count(ChangeKind::Added), "missing"),
-        (count(ChangeKind::Removed), "orphaned"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    [ChangeKind::Changed, ChangeKind::Added, ChangeKind::Removed]
+        .map(|kind| (count(kind), kind.drift_word()))
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A unified diff of one change; `prefix` is prepended to the path in the

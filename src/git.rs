@@ -89,6 +89,12 @@ pub fn path_in_repo(repo: &Repository, path: &Path) -> Result<PathBuf, Error> {
         .map_err(|_| location(format!("it is outside {}", workdir.display())))
 }
 
+/// [`path_in_repo`] as git spells it (see [`slash_path`]): what provenance
+/// records and verification compares.
+pub fn repo_path(repo: &Repository, path: &Path) -> Result<String, Error> {
+    path_in_repo(repo, path).map(|path| slash_path(&path))
+}
+
 /// A path inside a repository as git spells it: `/`-separated.
 pub fn slash_path(path: &Path) -> String {
     path.to_string_lossy().replace('\\', "/")
@@ -295,17 +301,14 @@ pub fn parse_oid(text: &str) -> Option<Oid> {
     full.then(|| Oid::from_str(text).ok()).flatten()
 }
 
-/// The values of the trailer `key` in a commit message.
-pub fn trailer(message: &str, key: &str) -> Vec<String> {
-    git2::message_trailers_strs(message)
-        .map(|trailers| {
-            trailers
-                .iter()
-                .filter(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The value of the trailer `key` in a commit message, when it has exactly one.
+pub fn one_trailer(message: &str, key: &str) -> Option<String> {
+    let trailers = git2::message_trailers_strs(message).ok()?;
+    let mut values = trailers.iter().filter(|(k, _)| *k == key);
+    match (values.next(), values.next()) {
+        (Some((_, value)), None) => Some(value.to_string()),
+        _ => None,
+    }
 }
 
 /// The subtree at `path` (`/`-separated, `""` for `tree` itself); `None` when
@@ -407,10 +410,11 @@ pub fn without(repo: &Repository, tree: &git2::Tree, path: &str) -> Result<Oid, 
     Ok(builder.write()?)
 }
 
-/// Whether the entry at `path` is a regular 0644 file (as publish writes).
-pub fn is_regular_file(tree: &git2::Tree, path: &str) -> bool {
+/// The entry at `path` when it is a regular 0644 file (as publish writes).
+pub fn regular_file(tree: &git2::Tree, path: &str) -> Option<git2::TreeEntry<'static>> {
     tree.get_path(Path::new(path))
-        .is_ok_and(|entry| entry.filemode() == REGULAR)
+        .ok()
+        .filter(|entry| entry.filemode() == REGULAR)
 }
 
 /// How `actual` differs from `expected`, for a message: the first few

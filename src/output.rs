@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::display_path;
-use crate::diff::{self, ChangeKind, FileChange};
+use crate::diff::{self, FileChange};
 use crate::render::STACK_FILE;
 use crate::tree::{self, Tree};
 
@@ -83,11 +83,7 @@ pub fn write_drift(out: &mut dyn Write, dir: &Path, changes: &[FileChange]) -> i
         diff::summary(changes)
     )?;
     for change in changes {
-        let what = match change.kind {
-            ChangeKind::Changed => "changed",
-            ChangeKind::Added => "missing",
-            ChangeKind::Removed => "orphaned",
-        };
+        let what = change.kind.drift_word();
         writeln!(out, "  {what}: {}", display_path(change.path))?;
     }
     let prefix = format!("{}/", dir.display());

@@ -143,18 +143,9 @@ impl Source {
         rendered: &Tree,
         source_ref: Option<&str>,
     ) -> Result<Provenance, Error> {
-        let workdir = self
-            .repo
-            .workdir()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let relative = |path: &Path| -> String {
-            let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-            let root = std::fs::canonicalize(&workdir).unwrap_or_else(|_| workdir.clone());
-            git::slash_path(absolute.strip_prefix(&root).unwrap_or(&absolute))
-        };
-        let env_file = relative(&env.path);
-        let out = relative(&out_dir.join(&env.name));
+        // Spelled as `deploy` will compare them (git::repo_path).
+        let env_file = git::repo_path(&self.repo, &env.path)?;
+        let out = git::repo_path(&self.repo, &out_dir.join(&env.name))?;
         let mut options = git2::StatusOptions::new();
         options
             .include_untracked(true)
@@ -192,7 +183,10 @@ impl Source {
             .find_remote("origin")
             .ok()
             .and_then(|r| r.url().ok().map(git::strip_credentials))
-            .unwrap_or_else(|| workdir.display().to_string());
+            .unwrap_or_else(|| {
+                let workdir = self.repo.workdir().unwrap_or(Path::new(""));
+                workdir.display().to_string()
+            });
         Ok(Provenance {
             repository,
             commit: commit.id().to_string(),
@@ -251,10 +245,18 @@ pub fn publish(
         Some(remote) => format!("refs/remotes/{remote}/{branch}"),
         None => refname.clone(),
     };
+    let published_tree = {
+        let mut tree = rendered.tree.clone();
+        let mut source = serde_json::to_string_pretty(provenance).expect("provenance serializes");
+        source.push('\n');
+        tree.insert(SOURCE_FILE, source);
+        repo.find_tree(git::write_tree(repo, &tree)?)?
+    };
+    if let Some(remote) = &options.remote {
+        git::fetch_branch(repo, remote, branch)?;
+    }
+    // Each lost race below leaves the remote's tip fetched for the next attempt.
     for _ in 0..PUSH_ATTEMPTS {
-        if let Some(remote) = &options.remote {
-            git::fetch_branch(repo, remote, branch)?;
-        }
         let parent = git::commit_at(repo, &tip_ref)?;
         if let Some(parent) = &parent {
             if up_to_date(repo, parent, rendered_id, options.reviewed.as_ref())? {
@@ -268,11 +270,6 @@ pub fn publish(
             None => Tree::default(),
         };
         previous.remove(SOURCE_FILE);
-        let mut tree = rendered.tree.clone();
-        let mut source = serde_json::to_string_pretty(provenance).expect("provenance serializes");
-        source.push('\n');
-        tree.insert(SOURCE_FILE, source);
-        let tree_id = git::write_tree(repo, &tree)?;
         let message = commit_message(env, &previous, rendered, provenance);
         let signature = Signature::now(&options.author_name, &options.author_email)?;
         let parents: Vec<&Commit> = parent.iter().collect();
@@ -281,7 +278,7 @@ pub fn publish(
             &signature,
             &signature,
             &message,
-            &repo.find_tree(tree_id)?,
+            &published_tree,
             &parents,
         )?;
         repo.reference(&refname, commit, true, "tracker-gitops: publish")?;
@@ -303,6 +300,7 @@ pub fn publish(
         if busy {
             // Another push holds the remote's ref lock: wait for it, then re-check.
             std::thread::sleep(std::time::Duration::from_millis(200));
+            git::fetch_branch(repo, remote, branch)?;
         } else if now == parent.as_ref().map(Commit::id) {
             return Err(Error::Rejected {
                 branch: branch.to_string(),
@@ -334,13 +332,11 @@ fn up_to_date(
     let Some(reviewed) = reviewed else {
         return Ok(true);
     };
-    let sources = git::trailer(tip.message().unwrap_or_default(), SOURCE_COMMIT_TRAILER);
-    match sources.as_slice() {
-        [source] => match git::parse_oid(source) {
-            Some(source) => Ok(git::is_on(repo, source, reviewed.tip)?),
-            None => Ok(false),
-        },
-        _ => Ok(false),
+    // Read as verify reads it, so publish and deploy agree on the source.
+    let message = String::from_utf8_lossy(tip.message_bytes());
+    match git::one_trailer(&message, SOURCE_COMMIT_TRAILER).and_then(|s| git::parse_oid(&s)) {
+        Some(source) => Ok(git::is_on(repo, source, reviewed.tip)?),
+        None => Ok(false),
     }
 }
 

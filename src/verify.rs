@@ -252,10 +252,9 @@ fn provenance(repo: &Repository, commit: &Commit, request: &Request) -> Result<O
 /// The commit's provenance file, read as publish writes it.
 fn source_file(repo: &Repository, commit: &Commit, request: &Request) -> Result<Provenance, Error> {
     let tree = commit.tree()?;
-    if !git::is_regular_file(&tree, SOURCE_FILE) {
+    let Some(entry) = git::regular_file(&tree, SOURCE_FILE) else {
         return Err(refusal(commit, request, format!("it has no {SOURCE_FILE}")));
-    }
-    let entry = tree.get_path(std::path::Path::new(SOURCE_FILE))?;
+    };
     let blob = repo.find_blob(entry.id())?;
     serde_json::from_slice(blob.content()).map_err(|e| {
         refusal(
@@ -268,12 +267,8 @@ fn source_file(repo: &Repository, commit: &Commit, request: &Request) -> Result<
 
 /// The value of the one `trailer` in `message`, or the problem with it.
 fn one_trailer(message: &str, trailer: &str) -> Result<String, String> {
-    match &git::trailer(message, trailer)[..] {
-        [value] => Ok(value.clone()),
-        _ => Err(format!(
-            "its message does not have exactly one {trailer} trailer"
-        )),
-    }
+    git::one_trailer(message, trailer)
+        .ok_or_else(|| format!("its message does not have exactly one {trailer} trailer"))
 }
 
 /// (d) The source is reviewed: on the tracked branch.

@@ -91,7 +91,7 @@ fn make_plan(args: &Args) -> Result<Planned> {
         .collect();
     let plan = plan::build(
         base,
-        out.to_string_lossy().replace('\\', "/"),
+        git::slash_path(&out),
         &at_base,
         current,
         selection.names.is_empty(),

@@ -67,9 +67,7 @@ pub fn verify(
 ) -> Result<String> {
     // Paths inside the repository, as publish recorded them.
     let repo = git::repository()?;
-    let in_repo = |path: &std::path::Path| -> Result<String> {
-        Ok(git::slash_path(&git::path_in_repo(&repo, path)?))
-    };
+    let in_repo = |path: &std::path::Path| git::repo_path(&repo, path);
     let verified = verify::verify(&verify::Request {
         repository: &source.repository,
         branch: &source.branch,

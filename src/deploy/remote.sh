@@ -379,11 +379,7 @@ tg_on_exit() {
   local code=$?
   if [[ -z ${tg_result_done:-} ]]; then
     tg_say "internal error (exit code $code) before a result was reached"
-    tg_result_done=1
-    tg_audit failed
-    tg_marker "result failed $tg_commit"
-    [[ -z ${tg_lock_held:-} ]] || : >"$tg_root/deploy.lock" 2>/dev/null || true
-    exit "${tg_results[failed]}"
+    tg_finish failed "$tg_commit"
   fi
 }
 
@@ -724,8 +720,10 @@ tg_status() {
         [[ -n $svc ]] || continue
         printf 'service %s %s %s\n' "$svc" "$state" "$health"
         [[ $state == running && ($health == none || $health == healthy) ]] || sync=0
-        [[ $current == current ]] || printf 'drift: container %s\n' "$svc"
-        [[ $current == current ]] || sync=0
+        [[ $current == current ]] || {
+          printf 'drift: container %s\n' "$svc"
+          sync=0
+        }
       done < <(printf '%s\n' "$states")
     else
       tg_say "status: docker compose could not read the project in $tg_checkout"
