@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use document::Document;
 pub use model::*;
 pub use rules::check_name;
-pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES, reserved_secret_name};
+pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES};
 pub use set::{Namespace, NamespaceError};
 
 use crate::diagnostic::{Code, Diagnostic, FileReport, display_path, display_text};
@@ -193,6 +193,9 @@ pub fn check_selected(
     names: &[String],
     namespace: &Namespace,
 ) -> Result<Vec<Checked>, Error> {
+    if names.is_empty() {
+        return check_files(&discover(dir)?, namespace);
+    }
     let selected = select(dir, names)?;
     let all = discover(dir)?;
     let mut checked: HashMap<PathBuf, Checked> = all

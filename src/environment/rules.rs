@@ -166,7 +166,7 @@ pub const RESERVED_NAMES: &[&str] = &[
 ];
 
 /// Whether a secret may not take this name (see [`RESERVED_NAMES`]).
-pub fn reserved_secret_name(name: &str) -> bool {
+fn reserved_secret_name(name: &str) -> bool {
     RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 

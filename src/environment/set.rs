@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::model::Deploy;
 use super::{Checked, DeploySection};
-use crate::diagnostic::{Code, Diagnostic, Related, Severity};
+use crate::diagnostic::{Code, Diagnostic, Related};
 use crate::text::plural;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,10 +182,10 @@ pub fn check_set(checked: &mut [Checked], namespace: &Namespace) {
     let destinations: Vec<Vec<String>> = members.iter().map(Member::destination).collect();
     report_overlaps(&members, &destinations, &mut found, destination_collision);
     for (checked, found) in checked.iter_mut().zip(found) {
-        if found.iter().any(|d| d.severity == Severity::Error) {
+        checked.report.extend(found);
+        if checked.report.has_errors() {
             checked.environment = None;
         }
-        checked.report.extend(found);
     }
 }
 
@@ -368,6 +368,7 @@ fn destination_collision(a: &Member, b: &Member, overlap: Overlap) -> Diagnostic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::Severity;
 
     fn keys(list: &[&str]) -> Vec<Vec<String>> {
         list.iter()

@@ -252,7 +252,7 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
 
 /// `environments/<name>.json`, from the last two components of the path, so the
 /// header does not depend on where the checkout is.
-pub fn source_name(env: &Environment) -> String {
+fn source_name(env: &Environment) -> String {
     let mut parts: Vec<String> = env
         .path
         .components()
