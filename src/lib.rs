@@ -11,7 +11,8 @@
 //! `github` → `verify` → [`deploy`]; `git` is the repository access
 //! they share, `diagnostic` reports problems in environment files and
 //! `actions` is the GitHub Actions I/O (step outputs, job summary, workflow
-//! commands). [`cli`] is no stage: it parses the command line, calls the
+//! commands). [`import`] is a way in beside the pipeline: an environment of
+//! the upstream deployer becomes an environment file. [`cli`] is no stage: it parses the command line, calls the
 //! stages and maps their results to exit codes.
 
 pub(crate) mod actions;
@@ -22,6 +23,7 @@ pub mod diff;
 pub mod environment;
 pub(crate) mod git;
 pub(crate) mod github;
+pub mod import;
 pub(crate) mod output;
 pub(crate) mod plan;
 pub mod publish;

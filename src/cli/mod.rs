@@ -7,6 +7,7 @@
 
 mod args;
 mod deploy;
+mod import;
 mod init;
 mod load;
 mod plan;
@@ -44,6 +45,9 @@ enum Command {
     Validate(validate::Args),
     /// Write a complete environment file with the defaults filled in.
     Init(init::Args),
+    /// Turn an environment file of the upstream deployer
+    /// (torrust-tracker-deployer) into one of ours, and render it.
+    Import(import::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,
     /// Commit each rendered environment to its deploy branch (and push it).
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Init(args) => init::run(&args),
+        Command::Import(args) => import::run(&args),
         Command::Schema => schema::run(),
         Command::Render(args) => render::run(&args),
         Command::Plan(args) => plan::run(&args),

@@ -23,16 +23,25 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {
-    let Some(rendered) = load::rendered(&args.selection, &args.branches)? else {
+    render(&args.selection, &args.branches, args.check)
+}
+
+/// Renders the selection into its `out` directory, or with `check` compares.
+pub(super) fn render(
+    selection: &Selection,
+    branches: &Branches,
+    check: bool,
+) -> Result<Conclusion> {
+    let Some(rendered) = load::rendered(selection, branches)? else {
         eprintln!(
             "nothing {}: fix the errors above first",
-            if args.check { "checked" } else { "written" }
+            if check { "checked" } else { "written" }
         );
         return Err(Invalid.into());
     };
-    let output = Output::new(&args.selection.out);
+    let output = Output::new(&selection.out);
     // Orphans only when all environments are selected.
-    let orphans = if args.selection.names.is_empty() {
+    let orphans = if selection.names.is_empty() {
         let names: Vec<_> = rendered.iter().map(|(env, _)| env.name.as_str()).collect();
         output.orphans(&names)?
     } else {
@@ -51,7 +60,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         let label = display_path(&dir);
         if changes.is_empty() {
             writeln!(out, "{label}: up to date")?;
-        } else if args.check {
+        } else if check {
             drift = true;
             output::write_drift(&mut out, &dir, &changes)?;
         } else {
@@ -61,7 +70,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     }
     for orphan in orphans {
         let label = display_path(&orphan);
-        if args.check {
+        if check {
             drift = true;
             writeln!(out, "{label}: orphaned (no environment file renders to it)")?;
         } else {

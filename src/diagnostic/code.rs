@@ -73,6 +73,7 @@ codes! {
     ProtectedBranch = "protected-branch": "The deploy branch is the checked-out (source) branch or `origin`'s default branch.",
     BranchCollision = "branch-collision": "Two environments on one deploy branch, or one's branch inside another's.",
     DestinationCollision = "destination-collision": "Two environments in one VM directory, or one's inside another's.",
+    NotImported = "not-imported": "A warning from `import`: a setting of the upstream deployer's file that is not carried over, and why.",
     InternalError = "internal-error": "A bug in tracker-gitops: please report it.",
 }
 

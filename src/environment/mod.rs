@@ -13,10 +13,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use document::Document;
+pub use document::{Document, escape_token};
 pub use model::*;
-pub use rules::check_name;
 pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES};
+pub use rules::{check_name, parse_address};
 pub use set::{Namespace, NamespaceError};
 
 use crate::diagnostic::{Code, Diagnostic, FileReport, display_path, display_text};
@@ -209,6 +209,33 @@ pub fn check_selected(
         .collect())
 }
 
+/// Checks the content of a file about to be written as `path`, alone and
+/// against every environment already in `dir` (none when there is no such
+/// directory yet), so that it is known valid before it exists.
+pub fn check_new(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    namespace: &Namespace,
+) -> Result<Checked, Error> {
+    let existing = if dir.is_dir() {
+        match discover(dir) {
+            Ok(files) => files,
+            Err(Error::NoEnvironments { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        }
+    } else {
+        Vec::new()
+    };
+    let mut checked = existing
+        .iter()
+        .map(|path| check_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    checked.push(check_bytes(path, bytes));
+    set::check_set(&mut checked, namespace);
+    Ok(checked.pop().expect("the new file was pushed last"))
+}
+
 /// Removes the member at `pointer` (an object key) from `value`.
 fn remove(value: &mut serde_json::Value, pointer: &str) {
     let Some((parent, key)) = pointer.rsplit_once('/') else {
@@ -272,10 +299,17 @@ pub fn template(name: &str, schema_path: &str) -> String {
     text
 }
 
+/// Where `$schema` points, relative to an environment file.
+pub const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+
 /// Writes `dir/NAME.json` from the template; never overwrites. Returns its path.
 pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
-    /// Where `$schema` points, relative to the environment file.
-    const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+    create(dir, name, &template(name, SCHEMA_REFERENCE))
+}
+
+/// Writes `text` as `dir/NAME.json`, with the copy of the schema its `$schema`
+/// ([`SCHEMA_REFERENCE`]) finds; never overwrites. Returns its path.
+pub fn create(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
     let path = dir.join(format!("{name}.json"));
     let write_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -290,7 +324,7 @@ pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
     // Written whole beside, then linked into place: linking never overwrites,
     // and a failed write leaves no half file behind to block the next attempt.
     let staging = dir.join(format!(".{name}.json.{}", std::process::id()));
-    fs::write(&staging, template(name, SCHEMA_REFERENCE)).map_err(write_error(&staging))?;
+    fs::write(&staging, text).map_err(write_error(&staging))?;
     let linked = fs::hard_link(&staging, &path);
     let _ = fs::remove_file(&staging);
     linked.map_err(|source| match source.kind() {

@@ -258,22 +258,22 @@ fn default_mysql_host() -> String {
 fn default_mysql_port() -> u16 {
     3306
 }
-fn default_prometheus_image() -> String {
+pub(crate) fn default_prometheus_image() -> String {
     "prom/prometheus:v3.0.1".into()
 }
 fn default_scrape_interval() -> u32 {
     15
 }
-fn default_prometheus_publish() -> SocketAddr {
+pub(crate) fn default_prometheus_publish() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
-fn default_grafana_image() -> String {
+pub(crate) fn default_grafana_image() -> String {
     "grafana/grafana:11.4.0".into()
 }
 fn default_grafana_user() -> String {
     "admin".into()
 }
-fn default_grafana_publish() -> SocketAddr {
+pub(crate) fn default_grafana_publish() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3000))
 }
 fn default_ssh_port() -> u16 {

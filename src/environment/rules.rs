@@ -200,25 +200,34 @@ pub fn bad_addresses(document: &Document) -> Vec<Diagnostic> {
     address_pointers(&document.value)
         .into_iter()
         .filter_map(|(pointer, text)| {
-            let span = document.value_span(&pointer);
-            match text.parse::<SocketAddr>() {
-                Ok(address) if address.port() == 0 => Some(
-                    Diagnostic::error(Code::PortZero, pointer, span, "port 0 is not allowed here")
-                        .with_hint("choose a fixed port: clients and the firewall need to know it"),
-                ),
-                Ok(_) => None,
-                Err(_) => Some(
-                    Diagnostic::error(
-                        Code::InvalidAddress,
-                        pointer,
-                        span,
-                        format!("{:?} is not an `ip:port` address", truncate(text)),
-                    )
-                    .with_hint("for example \"0.0.0.0:6969\", \"127.0.0.1:9090\" or \"[::]:7070\""),
-                ),
-            }
+            parse_address(&pointer, document.value_span(&pointer), text).err()
         })
         .collect()
+}
+
+/// A listener or publish address: `ip:port`, the port not zero. The error is
+/// about the value at `pointer`, which spans `span`.
+pub fn parse_address(
+    pointer: &str,
+    span: std::ops::Range<usize>,
+    text: &str,
+) -> Result<SocketAddr, Diagnostic> {
+    match text.parse::<SocketAddr>() {
+        Ok(address) if address.port() == 0 => {
+            Err(
+                Diagnostic::error(Code::PortZero, pointer, span, "port 0 is not allowed here")
+                    .with_hint("choose a fixed port: clients and the firewall need to know it"),
+            )
+        }
+        Ok(address) => Ok(address),
+        Err(_) => Err(Diagnostic::error(
+            Code::InvalidAddress,
+            pointer,
+            span,
+            format!("{:?} is not an `ip:port` address", truncate(text)),
+        )
+        .with_hint("for example \"0.0.0.0:6969\", \"127.0.0.1:9090\" or \"[::]:7070\"")),
+    }
 }
 
 fn truncate(text: &str) -> String {

@@ -1,5 +1,7 @@
 //! The committed JSON Schema, and its errors turned into diagnostics that point
-//! at the offending key or value.
+//! at the offending key or value. [`Schema`] is any embedded schema (`import`
+//! checks the upstream deployer's files with one of its own), so every file a
+//! user gives the tool gets the same located diagnostics.
 //!
 //! Messages are written here rather than taken from the validator: its messages
 //! quote the instance, and an instance in a secret's place may be a secret.
@@ -16,16 +18,61 @@ use crate::diagnostic::{Code, Diagnostic};
 /// The schema text, as committed in `schema/environment.schema.json`.
 pub const SCHEMA: &str = include_str!("../../schema/environment.schema.json");
 
-fn schema() -> &'static Value {
-    static SCHEMA_VALUE: OnceLock<Value> = OnceLock::new();
-    SCHEMA_VALUE.get_or_init(|| serde_json::from_str(SCHEMA).expect("the embedded schema is JSON"))
+/// A compiled schema, with the text its diagnostics quote (descriptions, keys).
+pub struct Schema {
+    value: Value,
+    validator: Validator,
 }
 
-fn validator() -> &'static Validator {
-    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        jsonschema::draft202012::new(schema()).expect("the embedded schema compiles")
-    })
+impl Schema {
+    /// Compiles an embedded schema; a broken one is a bug caught by its tests.
+    pub fn embedded(text: &str) -> Self {
+        let value: Value = serde_json::from_str(text).expect("an embedded schema is JSON");
+        let validator = jsonschema::draft202012::new(&value).expect("an embedded schema compiles");
+        Self { value, validator }
+    }
+
+    /// Every violation of this schema in `document`.
+    pub fn validate(&self, document: &Document) -> Violations {
+        let mut violations = Violations::default();
+        for error in self.validator.iter_errors(&document.value) {
+            let found = diagnose(self, document, &error);
+            if matches!(
+                error.kind(),
+                ValidationErrorKind::AdditionalProperties { .. }
+            ) {
+                violations
+                    .unknown_keys
+                    .extend(found.iter().map(|d| d.pointer.clone()));
+            }
+            violations.diagnostics.extend(found);
+        }
+        violations
+    }
+
+    /// The property names the schema object at `schema_pointer` allows.
+    fn known_keys(&self, schema_pointer: &str) -> Vec<String> {
+        self.value
+            .pointer(&format!("{schema_pointer}/properties"))
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The description of the property at `schema_pointer`, following one `$ref`.
+    fn describe(&self, schema_pointer: &str) -> Option<String> {
+        let node = self.value.pointer(schema_pointer)?;
+        let description = node.get("description").or_else(|| {
+            let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
+            self.value.pointer(target)?.get("description")
+        })?;
+        description.as_str().map(str::to_string)
+    }
+}
+
+fn environment_schema() -> &'static Schema {
+    static COMPILED: OnceLock<Schema> = OnceLock::new();
+    COMPILED.get_or_init(|| Schema::embedded(SCHEMA))
 }
 
 /// The schema's verdict on a document.
@@ -44,26 +91,14 @@ impl Violations {
     }
 }
 
-/// Every schema violation in `document`.
+/// Every violation of the environment schema in `document`.
 pub fn validate(document: &Document) -> Violations {
-    let mut violations = Violations::default();
-    for error in validator().iter_errors(&document.value) {
-        let found = diagnose(document, &error);
-        if matches!(
-            error.kind(),
-            ValidationErrorKind::AdditionalProperties { .. }
-        ) {
-            violations
-                .unknown_keys
-                .extend(found.iter().map(|d| d.pointer.clone()));
-        }
-        violations.diagnostics.extend(found);
-    }
-    violations
+    environment_schema().validate(document)
 }
 
 /// Where a violation is, and what is there, as every diagnostic needs it.
 struct Site<'a> {
+    schema: &'a Schema,
     document: &'a Document,
     pointer: String,
     /// The schema path of the keyword's parent: the schema of the offending value.
@@ -76,10 +111,11 @@ struct Site<'a> {
 }
 
 impl<'a> Site<'a> {
-    fn of(document: &'a Document, error: &'a ValidationError<'_>) -> Self {
+    fn of(schema: &'a Schema, document: &'a Document, error: &'a ValidationError<'_>) -> Self {
         let pointer = error.instance_path().as_str().to_string();
         let schema_path = error.schema_path().as_str();
         Site {
+            schema,
             document,
             keyword_parent: schema_path
                 .rsplit_once('/')
@@ -98,8 +134,8 @@ impl<'a> Site<'a> {
     }
 }
 
-fn diagnose(document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
-    let site = Site::of(document, error);
+fn diagnose(schema: &Schema, document: &Document, error: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let site = Site::of(schema, document, error);
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => unknown_keys(&site, unexpected),
         ValidationErrorKind::Required { property } => vec![missing_key(site, property)],
@@ -136,7 +172,7 @@ fn wrong_value(site: Site, kind: &ValidationErrorKind) -> Diagnostic {
 }
 
 fn unknown_keys(site: &Site, unexpected: &[String]) -> Vec<Diagnostic> {
-    let known = known_keys(site.keyword_parent);
+    let known = site.schema.known_keys(site.keyword_parent);
     unexpected
         .iter()
         .map(|key| {
@@ -164,7 +200,10 @@ fn missing_key(site: Site, property: &Value) -> Diagnostic {
         site.document.object_span(&site.pointer),
         format!("missing required key `{key}`{}", within(&site.pointer)),
     );
-    match describe(&format!("{}/properties/{key}", site.keyword_parent)) {
+    match site
+        .schema
+        .describe(&format!("{}/properties/{key}", site.keyword_parent))
+    {
         Some(description) => diagnostic.with_hint(format!("`{key}`: {description}")),
         None => diagnostic,
     }
@@ -173,7 +212,7 @@ fn missing_key(site: Site, property: &Value) -> Diagnostic {
 /// A value of the wrong type; a literal where a secret reference belongs is its own case.
 fn wrong_type(site: Site, kind: &TypeKind) -> Diagnostic {
     if site.in_secret && !site.instance.is_object() {
-        let name = suggested_secret_name(&site.pointer);
+        let name = conventional_secret_name(&site.pointer);
         let message = format!("`{}` must be a secret reference, not a value", site.field);
         return site.error(Code::LiteralSecret, message).with_hint(format!(
             "write {{\"secret\": \"{name}\"}} and store the value as a CI secret named {name}; \
@@ -233,7 +272,7 @@ fn bounded(site: Site, relation: &str, limit: &Value) -> Diagnostic {
         site.field,
         short(site.instance)
     );
-    let description = describe(site.keyword_parent);
+    let description = site.schema.describe(site.keyword_parent);
     let diagnostic = site.error(Code::OutOfRange, message);
     match description {
         Some(description) => diagnostic.with_hint(description),
@@ -252,7 +291,8 @@ fn invalid_format(site: Site) -> Diagnostic {
         "secret names are UPPER_SNAKE_CASE: letters, digits and `_`, starting with a letter"
             .to_string()
     } else {
-        describe(site.keyword_parent)
+        site.schema
+            .describe(site.keyword_parent)
             .unwrap_or_else(|| "see the schema for the expected form".into())
     };
     let message = format!(
@@ -264,7 +304,7 @@ fn invalid_format(site: Site) -> Diagnostic {
 }
 
 /// The last token of a pointer, for messages (`/tracker/http_api` → `http_api`).
-fn field_name(pointer: &str) -> String {
+pub(crate) fn field_name(pointer: &str) -> String {
     match pointer.rsplit('/').next() {
         Some(last) if !pointer.is_empty() => last.replace("~1", "/").replace("~0", "~"),
         _ => "(document)".into(),
@@ -335,25 +375,6 @@ fn type_name(kind: &TypeKind) -> String {
     }
 }
 
-/// The property names the schema object at `schema_pointer` allows.
-fn known_keys(schema_pointer: &str) -> Vec<String> {
-    schema()
-        .pointer(&format!("{schema_pointer}/properties"))
-        .and_then(Value::as_object)
-        .map(|properties| properties.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// The schema's description of the property at `schema_pointer`, following one `$ref`.
-fn describe(schema_pointer: &str) -> Option<String> {
-    let node = schema().pointer(schema_pointer)?;
-    let description = node.get("description").or_else(|| {
-        let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
-        schema().pointer(target)?.get("description")
-    })?;
-    description.as_str().map(str::to_string)
-}
-
 /// The known name closest to `candidate`, when close enough to be a typo.
 pub fn closest(candidate: &str, known: &[String]) -> Option<String> {
     known
@@ -369,8 +390,9 @@ pub fn closest(candidate: &str, known: &[String]) -> Option<String> {
         .map(|(_, k)| k.clone())
 }
 
-/// A conventional secret name for the field at `pointer`, for hints.
-fn suggested_secret_name(pointer: &str) -> &'static str {
+/// The conventional secret name for the secret field at `pointer` (hints,
+/// `import`): the names the shipped examples and the guides use.
+pub fn conventional_secret_name(pointer: &str) -> &'static str {
     if pointer.ends_with("/admin_token") {
         "TRACKER_ADMIN_TOKEN"
     } else if pointer.ends_with("/root_password") {
@@ -399,8 +421,16 @@ mod tests {
 
     #[test]
     fn the_embedded_schema_compiles_and_describes_fields() {
-        validator();
-        assert!(known_keys("/$defs/prometheus").contains(&"scrape_interval".to_string()));
-        assert!(describe("/$defs/prometheus/properties/scrape_interval").is_some());
+        let schema = environment_schema();
+        assert!(
+            schema
+                .known_keys("/$defs/prometheus")
+                .contains(&"scrape_interval".to_string())
+        );
+        assert!(
+            schema
+                .describe("/$defs/prometheus/properties/scrape_interval")
+                .is_some()
+        );
     }
 }

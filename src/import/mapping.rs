@@ -1,0 +1,443 @@
+//! Upstream settings → a tracker-gitops environment, keeping the books: every
+//! upstream value is carried over (and where to), turned into a secret
+//! reference, or dropped with a reason, and every value the upstream file
+//! cannot express is a choice that says why. The books let `import` locate
+//! problems of the result in the upstream file and prove nothing was dropped
+//! silently.
+
+use std::net::SocketAddr;
+
+use super::upstream::{self, Tls};
+use crate::diagnostic::Diagnostic;
+use crate::environment::schema::conventional_secret_name;
+use crate::environment::{
+    AnnouncePolicy, Core, Database, Deploy, Document, EnvironmentFile, Grafana, HealthCheckApi,
+    HttpApi, Listener, LogLevel, Mysql, Prometheus, SCHEMA_REFERENCE, Secret, Tracker,
+    default_grafana_image, default_grafana_publish, default_prometheus_image,
+    default_prometheus_publish, parse_address,
+};
+
+/// The tracker image: the upstream file cannot name one, and the upstream
+/// deployer always runs this one, which also has the metrics Prometheus reads.
+pub const TRACKER_IMAGE: &str = "torrust/tracker:develop";
+/// The announce interval the upstream deployer writes into every tracker configuration.
+const UPSTREAM_ANNOUNCE_INTERVAL: u32 = 300;
+/// Where the upstream deployer publishes Grafana when it is not behind TLS.
+const UPSTREAM_GRAFANA_PUBLISH: ([u8; 4], u16) = ([0, 0, 0, 0], 3000);
+/// Placeholders for what only the VM knows, as `init` writes them.
+const PLACEHOLDER_HOST: &str = "tracker.example.org";
+const PLACEHOLDER_HOST_KEY: &str = "SHA256:ReplaceWithTheFingerprintOfYourVmsHostKey00";
+
+/// Why a whole section or key has no counterpart.
+const PROVISIONING: &str = "provisioning is not tracker-gitops' job: it deploys to a VM that \
+     already exists (the one the upstream deployer created) and never creates one";
+const NOT_SUPPORTED_YET: &str = "tracker-gitops does not support this yet";
+pub const UNMAPPED: &str = "tracker-gitops has no counterpart for it";
+
+/// A secret of the upstream file, now a reference: the CI secret to create.
+#[derive(Debug)]
+pub struct SecretToCreate {
+    /// The GitHub environment secret's name.
+    pub name: &'static str,
+    /// Where the value was in the upstream file.
+    pub upstream: String,
+    /// The value, for a terminal only ([`SecretValue`] never prints it by accident).
+    pub value: SecretValue,
+}
+
+/// A secret's value: `Debug` hides it, so no log or panic message shows it.
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<hidden>)")
+    }
+}
+
+/// A value of the result that the upstream file does not give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Its JSON pointer in the result.
+    pub pointer: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// The books of one import.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// (pointer in the result, pointer in the upstream file) of every value
+    /// carried over, and of the sections holding them.
+    pub carried: Vec<(String, String)>,
+    pub secrets: Vec<SecretToCreate>,
+    /// Upstream values used without a place of their own in the result (the
+    /// environment's name, a `use_tls_proxy` that is `false`).
+    pub consumed: Vec<String>,
+    /// Upstream values (a key, or a whole section) left behind, with the reason.
+    pub dropped: Vec<(String, String)>,
+    pub choices: Vec<Choice>,
+    /// Upstream values that are invalid as what they become.
+    pub problems: Vec<Diagnostic>,
+}
+
+impl Ledger {
+    fn carry(&mut self, ours: impl Into<String>, upstream: impl Into<String>) {
+        self.carried.push((ours.into(), upstream.into()));
+    }
+
+    fn drop(&mut self, upstream: impl Into<String>, reason: impl Into<String>) {
+        self.dropped.push((upstream.into(), reason.into()));
+    }
+
+    /// A value the mapping does not know: the schema gained a key the
+    /// mapping missed. Reported all the same, never dropped silently.
+    pub fn drop_unmapped(&mut self, upstream: String) {
+        self.drop(upstream, UNMAPPED);
+    }
+
+    fn choose(&mut self, pointer: &'static str, value: impl Into<String>, why: &'static str) {
+        self.choices.push(Choice {
+            pointer,
+            value: value.into(),
+            why,
+        });
+    }
+
+    /// The reference that replaces the secret at `upstream`, which becomes `ours`.
+    fn secret(&mut self, ours: &str, upstream: &str, value: &str) -> Secret {
+        let name = conventional_secret_name(ours);
+        self.carry(ours, upstream);
+        self.secrets.push(SecretToCreate {
+            name,
+            upstream: upstream.to_string(),
+            value: SecretValue(value.to_string()),
+        });
+        Secret {
+            secret: name.to_string(),
+        }
+    }
+
+    /// The address at `upstream` (which becomes `ours`); a bad one is a problem
+    /// located in the upstream file.
+    fn address(
+        &mut self,
+        document: &Document,
+        ours: String,
+        upstream: String,
+        text: &str,
+    ) -> SocketAddr {
+        self.carry(ours, upstream.clone());
+        parse_address(&upstream, document.value_span(&upstream), text).unwrap_or_else(|problem| {
+            self.problems.push(problem);
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+
+    /// A service's `domain` and `use_tls_proxy`, which carry nothing yet:
+    /// without TLS the domain only named the service in upstream's URLs.
+    fn tls(&mut self, at: &str, tls: &Tls) {
+        let domain = format!("{at}/domain");
+        let proxy = format!("{at}/use_tls_proxy");
+        match (tls.tls_domain(), &tls.domain, tls.use_tls_proxy) {
+            (Some(_), _, _) => {
+                self.drop(
+                    proxy,
+                    format!(
+                        "HTTPS: {NOT_SUPPORTED_YET}; the service is served over plain HTTP on its port"
+                    ),
+                );
+                self.drop(domain, "only used for HTTPS, which is not carried over");
+                return;
+            }
+            (None, Some(_), _) => self.drop(
+                domain,
+                "without `use_tls_proxy` the upstream deployer serves plain HTTP and only shows \
+                 the name in URLs; a domain in tracker-gitops means HTTPS",
+            ),
+            (None, None, _) => {}
+        }
+        if tls.use_tls_proxy.is_some() {
+            // `false`: no TLS, as here by default.
+            self.consumed.push(proxy);
+        }
+    }
+}
+
+/// Maps a typed upstream file whose text is `document` to the environment
+/// `name`. The result is only meaningful when the ledger has no problems.
+pub fn map(file: &upstream::File, name: &str, document: &Document) -> (EnvironmentFile, Ledger) {
+    let mut ledger = Ledger::default();
+    ledger.drop("/provider", PROVISIONING);
+    if document.place("/provider/api_token").is_some() {
+        ledger.drop(
+            "/provider/api_token",
+            "only for creating the server, and stored nowhere by import: revoke the token in \
+             Hetzner's console when nothing else uses it",
+        );
+    }
+    if document.place("/environment/instance_name").is_some() {
+        ledger.drop(
+            "/environment/instance_name",
+            "the name of the VM the upstream deployer created: tracker-gitops never creates one",
+        );
+    }
+    ledger.consumed.push("/environment/name".into());
+    if file.environment.description.is_some() {
+        ledger.carry("/description", "/environment/description");
+    }
+    let tracker = tracker(&file.tracker, document, &mut ledger);
+    let prometheus = file.prometheus.as_ref().map(|p| {
+        ledger.carry("/prometheus", "/prometheus");
+        ledger.carry(
+            "/prometheus/scrape_interval",
+            "/prometheus/scrape_interval_in_secs",
+        );
+        Prometheus {
+            image: default_prometheus_image(),
+            scrape_interval: p.scrape_interval_in_secs,
+            publish: default_prometheus_publish(),
+            retention: None,
+            persist_data: true,
+        }
+    });
+    let grafana = file.grafana.as_ref().map(|g| grafana(g, &mut ledger));
+    for section in ["https", "backup"] {
+        if document.place(&format!("/{section}")).is_some() {
+            ledger.drop(format!("/{section}"), NOT_SUPPORTED_YET);
+        }
+    }
+    let deploy = deploy(&file.ssh_credentials, name, &mut ledger);
+    let result = EnvironmentFile {
+        schema: Some(SCHEMA_REFERENCE.to_string()),
+        description: file.environment.description.clone(),
+        tracker,
+        prometheus,
+        grafana,
+        deploy,
+    };
+    (result, ledger)
+}
+
+fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger) -> Tracker {
+    ledger.carry("/tracker", "/tracker");
+    ledger.choose(
+        "/tracker/image",
+        TRACKER_IMAGE,
+        "the upstream file cannot name an image; this is the one the upstream deployer runs, \
+         with the metrics Prometheus reads. Pin it by digest",
+    );
+    ledger.choose(
+        "/tracker/core/announce_policy",
+        format!(
+            "interval {UPSTREAM_ANNOUNCE_INTERVAL} s, interval_min {UPSTREAM_ANNOUNCE_INTERVAL} s"
+        ),
+        "what the upstream deployer configures, whatever its file says",
+    );
+    ledger.carry("/tracker/core", "/tracker/core");
+    ledger.carry("/tracker/core/private", "/tracker/core/private");
+    let udp_trackers = tracker
+        .udp_trackers
+        .iter()
+        .enumerate()
+        .map(|(i, udp)| {
+            let at = format!("/tracker/udp_trackers/{i}");
+            ledger.carry(at.clone(), at.clone());
+            if udp.domain.is_some() {
+                ledger.drop(
+                    format!("{at}/domain"),
+                    "the upstream deployer only shows it in announce URLs; tracker-gitops has no \
+                     such field",
+                );
+            }
+            let bind = format!("{at}/bind_address");
+            Listener {
+                bind_address: ledger.address(document, bind.clone(), bind, &udp.bind_address),
+            }
+        })
+        .collect();
+    ledger.carry("/tracker/udp_trackers", "/tracker/udp_trackers");
+    let http_trackers = tracker
+        .http_trackers
+        .iter()
+        .enumerate()
+        .map(|(i, http)| {
+            let at = format!("/tracker/http_trackers/{i}");
+            ledger.carry(at.clone(), at.clone());
+            ledger.tls(&at, &http.tls);
+            let bind = format!("{at}/bind_address");
+            Listener {
+                bind_address: ledger.address(document, bind.clone(), bind, &http.bind_address),
+            }
+        })
+        .collect();
+    ledger.carry("/tracker/http_trackers", "/tracker/http_trackers");
+    let api = &tracker.http_api;
+    ledger.carry("/tracker/http_api", "/tracker/http_api");
+    ledger.tls("/tracker/http_api", &api.tls);
+    let http_api = HttpApi {
+        bind_address: ledger.address(
+            document,
+            "/tracker/http_api/bind_address".into(),
+            "/tracker/http_api/bind_address".into(),
+            &api.bind_address,
+        ),
+        admin_token: ledger.secret(
+            "/tracker/http_api/admin_token",
+            "/tracker/http_api/admin_token",
+            &api.admin_token,
+        ),
+    };
+    let health = &tracker.health_check_api;
+    ledger.carry("/tracker/health_check_api", "/tracker/health_check_api");
+    ledger.tls("/tracker/health_check_api", &health.tls);
+    let health_check_api = HealthCheckApi {
+        bind_address: ledger.address(
+            document,
+            "/tracker/health_check_api/bind_address".into(),
+            "/tracker/health_check_api/bind_address".into(),
+            &health.bind_address,
+        ),
+    };
+    Tracker {
+        image: TRACKER_IMAGE.to_string(),
+        config_schema: None,
+        log_level: LogLevel::Info,
+        core: Core {
+            private: tracker.core.private,
+            // Upstream always writes `listed = false`.
+            listed: false,
+            announce_policy: AnnouncePolicy {
+                interval: UPSTREAM_ANNOUNCE_INTERVAL,
+                interval_min: UPSTREAM_ANNOUNCE_INTERVAL,
+            },
+            database: database(&tracker.core.database, ledger),
+        },
+        udp_trackers,
+        http_trackers,
+        http_api,
+        health_check_api,
+    }
+}
+
+fn database(database: &upstream::Database, ledger: &mut Ledger) -> Database {
+    const AT: &str = "/tracker/core/database";
+    ledger.carry(AT, AT);
+    ledger.carry(format!("{AT}/driver"), format!("{AT}/driver"));
+    ledger.carry(format!("{AT}/database_name"), format!("{AT}/database_name"));
+    match database {
+        upstream::Database::Sqlite { database_name } => Database::Sqlite {
+            database_name: database_name.clone(),
+        },
+        upstream::Database::Mysql {
+            host,
+            port,
+            database_name,
+            username,
+            password,
+            root_password,
+        } => {
+            ledger.carry(format!("{AT}/host"), format!("{AT}/host"));
+            ledger.carry(format!("{AT}/port"), format!("{AT}/port"));
+            ledger.carry(format!("{AT}/user"), format!("{AT}/username"));
+            let password = ledger.secret(
+                &format!("{AT}/password"),
+                &format!("{AT}/password"),
+                password,
+            );
+            let root_password = root_password.as_deref().map(|value| {
+                ledger.secret(
+                    &format!("{AT}/root_password"),
+                    &format!("{AT}/root_password"),
+                    value,
+                )
+            });
+            Database::Mysql(Mysql {
+                host: host.clone(),
+                port: *port,
+                database_name: database_name.clone(),
+                user: username.clone(),
+                password,
+                root_password,
+                image: None,
+            })
+        }
+    }
+}
+
+fn grafana(grafana: &upstream::Grafana, ledger: &mut Ledger) -> Grafana {
+    ledger.carry("/grafana", "/grafana");
+    ledger.carry("/grafana/admin_user", "/grafana/admin_user");
+    let admin_password = ledger.secret(
+        "/grafana/admin_password",
+        "/grafana/admin_password",
+        &grafana.admin_password,
+    );
+    let domain = grafana.tls.tls_domain().map(str::to_string);
+    let publish = if domain.is_some() {
+        ledger.carry("/grafana/domain", "/grafana/domain");
+        ledger.consumed.push("/grafana/use_tls_proxy".into());
+        default_grafana_publish()
+    } else {
+        ledger.tls("/grafana", &grafana.tls);
+        ledger.choose(
+            "/grafana/publish",
+            "0.0.0.0:3000",
+            "where the upstream deployer publishes Grafana without TLS (on every interface); \
+             this tool's default is 127.0.0.1:3000",
+        );
+        SocketAddr::from(UPSTREAM_GRAFANA_PUBLISH)
+    };
+    Grafana {
+        image: default_grafana_image(),
+        admin_user: grafana.admin_user.clone(),
+        admin_password,
+        publish,
+        domain,
+    }
+}
+
+fn deploy(ssh: &upstream::SshCredentials, name: &str, ledger: &mut Ledger) -> Deploy {
+    ledger.carry("/deploy/user", "/ssh_credentials/username");
+    ledger.carry("/deploy/port", "/ssh_credentials/port");
+    ledger.drop(
+        "/ssh_credentials/private_key_path",
+        "tracker-gitops reads the deploy key itself, never a path, from the CI secret \
+         TRACKER_GITOPS_SSH_KEY: store that private key there",
+    );
+    ledger.drop(
+        "/ssh_credentials/public_key_path",
+        "nothing to configure: the VM's user already authorizes that key",
+    );
+    ledger.choose(
+        "/deploy/host",
+        PLACEHOLDER_HOST,
+        "a placeholder: the upstream file has no address (the upstream deployer keeps the VM's \
+         IP in its own state); set the VM's",
+    );
+    ledger.choose(
+        "/deploy/host_key",
+        PLACEHOLDER_HOST_KEY,
+        "a placeholder: set the VM's SSH host key (see \"Preparing a VM\")",
+    );
+    ledger.choose(
+        "/deploy/path",
+        format!("/srv/tracker-gitops/{name}"),
+        "this tool's own directory on the VM, beside the upstream deployer's /opt/torrust (see \
+         the migration guide)",
+    );
+    Deploy {
+        host: PLACEHOLDER_HOST.to_string(),
+        port: ssh.port,
+        user: ssh.username.clone(),
+        host_key: PLACEHOLDER_HOST_KEY.to_string(),
+        path: format!("/srv/tracker-gitops/{name}"),
+        branch: None,
+        repository: None,
+    }
+}
