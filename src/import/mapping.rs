@@ -109,13 +109,13 @@ impl Ledger {
         });
     }
 
-    /// The reference that replaces the secret at `upstream`, which becomes `ours`.
-    fn secret(&mut self, ours: &str, upstream: &str, value: &str) -> Secret {
-        let name = conventional_secret_name(ours);
-        self.carry(ours, upstream);
+    /// The reference that replaces the secret at `pointer` (the same in both files).
+    fn secret(&mut self, pointer: &str, value: &str) -> Secret {
+        let name = conventional_secret_name(pointer);
+        self.carry(pointer, pointer);
         self.secrets.push(SecretToCreate {
             name,
-            upstream: upstream.to_string(),
+            upstream: pointer.to_string(),
             value: SecretValue(value.to_string()),
         });
         Secret {
@@ -123,20 +123,23 @@ impl Ledger {
         }
     }
 
-    /// The address at `upstream` (which becomes `ours`); a bad one is a problem
-    /// located in the upstream file.
-    fn address(
-        &mut self,
-        document: &Document,
-        ours: String,
-        upstream: String,
-        text: &str,
-    ) -> SocketAddr {
-        self.carry(ours, upstream.clone());
-        parse_address(&upstream, document.value_span(&upstream), text).unwrap_or_else(|problem| {
+    /// The listener at `at` (the same in both files): its `bind_address`,
+    /// or a problem located in the upstream file when it is not an address.
+    fn listener(&mut self, document: &Document, at: &str, text: &str) -> SocketAddr {
+        let pointer = format!("{at}/bind_address");
+        self.carry(at, at);
+        self.carry(pointer.clone(), pointer.clone());
+        parse_address(&pointer, document.value_span(&pointer), text).unwrap_or_else(|problem| {
             self.problems.push(problem);
             SocketAddr::from(([0, 0, 0, 0], 0))
         })
+    }
+
+    /// An HTTP service at `at`: its listener, then its TLS settings.
+    fn service(&mut self, document: &Document, at: &str, bind: &str, tls: &Tls) -> SocketAddr {
+        let address = self.listener(document, at, bind);
+        self.tls(at, tls);
+        address
     }
 
     /// A service's `domain` and `use_tls_proxy`, which carry nothing yet:
@@ -247,7 +250,6 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
         .enumerate()
         .map(|(i, udp)| {
             let at = format!("/tracker/udp_trackers/{i}");
-            ledger.carry(at.clone(), at.clone());
             if udp.domain.is_some() {
                 ledger.drop(
                     format!("{at}/domain"),
@@ -255,9 +257,8 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
                      such field",
                 );
             }
-            let bind = format!("{at}/bind_address");
             Listener {
-                bind_address: ledger.address(document, bind.clone(), bind, &udp.bind_address),
+                bind_address: ledger.listener(document, &at, &udp.bind_address),
             }
         })
         .collect();
@@ -268,40 +269,24 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
         .enumerate()
         .map(|(i, http)| {
             let at = format!("/tracker/http_trackers/{i}");
-            ledger.carry(at.clone(), at.clone());
-            ledger.tls(&at, &http.tls);
-            let bind = format!("{at}/bind_address");
             Listener {
-                bind_address: ledger.address(document, bind.clone(), bind, &http.bind_address),
+                bind_address: ledger.service(document, &at, &http.bind_address, &http.tls),
             }
         })
         .collect();
     ledger.carry("/tracker/http_trackers", "/tracker/http_trackers");
     let api = &tracker.http_api;
-    ledger.carry("/tracker/http_api", "/tracker/http_api");
-    ledger.tls("/tracker/http_api", &api.tls);
     let http_api = HttpApi {
-        bind_address: ledger.address(
-            document,
-            "/tracker/http_api/bind_address".into(),
-            "/tracker/http_api/bind_address".into(),
-            &api.bind_address,
-        ),
-        admin_token: ledger.secret(
-            "/tracker/http_api/admin_token",
-            "/tracker/http_api/admin_token",
-            &api.admin_token,
-        ),
+        bind_address: ledger.service(document, "/tracker/http_api", &api.bind_address, &api.tls),
+        admin_token: ledger.secret("/tracker/http_api/admin_token", &api.admin_token),
     };
     let health = &tracker.health_check_api;
-    ledger.carry("/tracker/health_check_api", "/tracker/health_check_api");
-    ledger.tls("/tracker/health_check_api", &health.tls);
     let health_check_api = HealthCheckApi {
-        bind_address: ledger.address(
+        bind_address: ledger.service(
             document,
-            "/tracker/health_check_api/bind_address".into(),
-            "/tracker/health_check_api/bind_address".into(),
+            "/tracker/health_check_api",
             &health.bind_address,
+            &health.tls,
         ),
     };
     Tracker {
@@ -345,18 +330,10 @@ fn database(database: &upstream::Database, ledger: &mut Ledger) -> Database {
             ledger.carry(format!("{AT}/host"), format!("{AT}/host"));
             ledger.carry(format!("{AT}/port"), format!("{AT}/port"));
             ledger.carry(format!("{AT}/user"), format!("{AT}/username"));
-            let password = ledger.secret(
-                &format!("{AT}/password"),
-                &format!("{AT}/password"),
-                password,
-            );
-            let root_password = root_password.as_deref().map(|value| {
-                ledger.secret(
-                    &format!("{AT}/root_password"),
-                    &format!("{AT}/root_password"),
-                    value,
-                )
-            });
+            let password = ledger.secret(&format!("{AT}/password"), password);
+            let root_password = root_password
+                .as_deref()
+                .map(|value| ledger.secret(&format!("{AT}/root_password"), value));
             Database::Mysql(Mysql {
                 host: host.clone(),
                 port: *port,
@@ -373,11 +350,7 @@ fn database(database: &upstream::Database, ledger: &mut Ledger) -> Database {
 fn grafana(grafana: &upstream::Grafana, ledger: &mut Ledger) -> Grafana {
     ledger.carry("/grafana", "/grafana");
     ledger.carry("/grafana/admin_user", "/grafana/admin_user");
-    let admin_password = ledger.secret(
-        "/grafana/admin_password",
-        "/grafana/admin_password",
-        &grafana.admin_password,
-    );
+    let admin_password = ledger.secret("/grafana/admin_password", &grafana.admin_password);
     let domain = grafana.tls.tls_domain().map(str::to_string);
     let publish = if domain.is_some() {
         ledger.carry("/grafana/domain", "/grafana/domain");
