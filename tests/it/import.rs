@@ -537,3 +537,20 @@ fn an_existing_environment_is_never_overwritten_and_name_picks_another() {
     assert_eq!(second["deploy"]["path"], "/srv/tracker-gitops/second");
     assert!(project.join("build/second/docker-compose.yml").is_file());
 }
+
+#[test]
+fn the_result_is_checked_against_the_environments_already_there() {
+    let project = Project::with_examples();
+    project.edit_json("environments/staging.json", |v| {
+        v["deploy"]["branch"] = "deploy/minimal-lxd".into();
+    });
+    let fixture = repo_root().join("tests/fixtures/upstream/minimal-lxd.json");
+    project
+        .run(&["import", fixture.to_str().unwrap()])
+        .expect(1)
+        .expect_stderr("environments/minimal-lxd.json:")
+        .expect_stderr("[branch-collision]")
+        .expect_stderr("note: environments/staging.json:");
+    assert!(!project.join("environments/minimal-lxd.json").exists());
+    assert!(!project.join("build/minimal-lxd").exists());
+}
