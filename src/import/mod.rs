@@ -3,8 +3,8 @@
 //! checked before it is written.
 //!
 //! The upstream file is parsed with positions ([`Document`]) and checked
-//! against our description of its format ([`upstream`]); the mapping keeps
-//! books ([`mapping::Ledger`]) of where every value went. Problems of the
+//! against our description of its format (`upstream`); the mapping keeps
+//! books (`mapping::Ledger`) of where every value went. Problems of the
 //! result (a port conflict, a MySQL `root` user…) are found by this tool's own
 //! checks on the result, then moved back to the upstream key they came from,
 //! so every error points into the file the user gave. Secret values stay in
