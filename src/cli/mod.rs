@@ -18,10 +18,14 @@ mod status;
 mod validate;
 mod vm;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::project::Root;
+use args::{Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -34,6 +38,10 @@ use clap::{Parser, Subcommand};
     args_override_self = true
 )]
 struct Cli {
+    /// Run as if started in DIR (like git -C and make -C); from there, the
+    /// project root is found as git finds a work tree.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,8 +85,11 @@ enum Conclusion {
 struct Invalid;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -88,6 +99,19 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some((_, matches)) = matches.subcommand() {
+        cli.command.anchor(&Typed {
+            root: &root,
+            matches,
+        });
+    }
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
@@ -96,6 +120,22 @@ pub fn main() -> ExitCode {
             // Library errors carry their causes in their messages.
             eprintln!("error: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+impl Paths for Command {
+    fn anchor(&mut self, typed: &Typed) {
+        match self {
+            Command::Validate(args) => args.anchor(typed),
+            Command::Init(args) => args.anchor(typed),
+            Command::Render(args) => args.anchor(typed),
+            Command::Plan(args) => args.anchor(typed),
+            Command::Publish(args) => args.anchor(typed),
+            Command::Deploy(args) => args.anchor(typed),
+            Command::Rollback(args) => args.anchor(typed),
+            Command::Status(args) => args.anchor(typed),
+            Command::Schema => {}
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Branches, Environments, Format};
+use super::args::{Branches, Environments, Format, Paths, Typed};
 use super::load::print_reports;
 use crate::diagnostic::FileReport;
 use crate::environment;
@@ -26,6 +26,15 @@ pub struct Args {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.dirs.anchor(typed);
+        for file in &mut self.files {
+            typed.path("files", file);
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<Conclusion> {

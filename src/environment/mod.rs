@@ -272,32 +272,48 @@ pub fn template(name: &str, schema_path: &str) -> String {
     text
 }
 
-/// Writes `dir/NAME.json` from the template; never overwrites. Returns its path.
-pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
-    /// Where `$schema` points, relative to the environment file.
-    const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+/// Where `$schema` points, relative to the environment file: editors resolve
+/// it there, so `init` keeps a copy of the schema at that place.
+pub const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+
+/// What `init` wrote.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The new environment file.
+    pub file: PathBuf,
+    /// The schema copy its `$schema` points to.
+    pub schema: PathBuf,
+    /// Whether the schema copy was written (false: it was already current).
+    pub schema_written: bool,
+}
+
+/// Writes `dir/NAME.json` from the template, never overwriting it, and the
+/// schema copy its `$schema` points to.
+pub fn init(dir: &Path, name: &str) -> Result<Initialized, Error> {
     let path = dir.join(format!("{name}.json"));
     let write_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Write { path, source }
     };
-    // Editors resolve `$schema` relative to the file: keep a copy of the schema there.
-    let schema_path = dir.join(SCHEMA_REFERENCE);
+    let schema_path = crate::project::normalize(&dir.join(SCHEMA_REFERENCE));
     let schema_dir = schema_path.parent().unwrap_or(dir);
     fs::create_dir_all(dir).map_err(write_error(dir))?;
     fs::create_dir_all(schema_dir).map_err(write_error(schema_dir))?;
-    fs::write(&schema_path, schema::SCHEMA).map_err(write_error(&schema_path))?;
-    // Written whole beside, then linked into place: linking never overwrites,
-    // and a failed write leaves no half file behind to block the next attempt.
-    let staging = dir.join(format!(".{name}.json.{}", std::process::id()));
-    fs::write(&staging, template(name, SCHEMA_REFERENCE)).map_err(write_error(&staging))?;
-    let linked = fs::hard_link(&staging, &path);
-    let _ = fs::remove_file(&staging);
-    linked.map_err(|source| match source.kind() {
-        io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
-        _ => write_error(&path)(source),
-    })?;
-    Ok(path)
+    crate::project::create_new(&path, template(name, SCHEMA_REFERENCE).as_bytes()).map_err(
+        |source| match source.kind() {
+            io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
+            _ => write_error(&path)(source),
+        },
+    )?;
+    let schema_written = fs::read(&schema_path).ok().as_deref() != Some(schema::SCHEMA.as_bytes());
+    if schema_written {
+        fs::write(&schema_path, schema::SCHEMA).map_err(write_error(&schema_path))?;
+    }
+    Ok(Initialized {
+        file: path,
+        schema: schema_path,
+        schema_written,
+    })
 }
 
 /// A minimal valid environment for unit tests; `extra` adds top-level sections
