@@ -38,13 +38,8 @@ impl Paths for Args {
 }
 
 pub fn run(args: Args) -> Result<Conclusion> {
-    let files = if !args.names.is_empty() {
-        args.names
-            .iter()
-            .map(|name| args.dirs.dir.join(format!("{name}.json")))
-            .collect()
-    } else if args.files.is_empty() {
-        environment::discover(&args.dirs.dir)?
+    let files = if args.files.is_empty() {
+        environment::select(&args.dirs.dir, &args.names)?
     } else {
         args.files
     };

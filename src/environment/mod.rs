@@ -4,6 +4,7 @@
 mod document;
 pub mod image;
 mod model;
+pub mod placeholder;
 mod rules;
 pub mod schema;
 mod set;
@@ -29,8 +30,32 @@ pub enum Error {
     List { dir: PathBuf, source: io::Error },
     #[error("no environment files (*.json) in {}", display_path(.dir))]
     NoEnvironments { dir: PathBuf },
-    #[error("no environment named `{}` in {}", display_text(.name), display_path(.dir))]
-    UnknownEnvironment { name: String, dir: PathBuf },
+    #[error(
+        "no environment named `{}` in {}{}",
+        display_text(.name),
+        display_path(.dir),
+        unknown_hint(.suggestion.as_deref(), .known)
+    )]
+    UnknownEnvironment {
+        name: String,
+        dir: PathBuf,
+        /// The existing environment the name is closest to, if it looks like a typo.
+        suggestion: Option<String>,
+        /// The environments there are.
+        known: Vec<String>,
+    },
+    #[error(
+        "{} is not configured yet: {} still {}; set {} to your VM's \
+         (README: Preparing a VM)",
+        display_path(.path),
+        .settings.join(" and "),
+        if .settings.len() == 1 { "holds a placeholder" } else { "hold placeholders" },
+        if .settings.len() == 1 { "it" } else { "them" }
+    )]
+    NotConfigured {
+        path: PathBuf,
+        settings: Vec<String>,
+    },
     #[error("{} already exists; refusing to overwrite it", display_path(.path))]
     Exists { path: PathBuf },
     #[error("cannot write {}: {source}", display_path(.path))]
@@ -61,6 +86,22 @@ impl Environment {
     /// The deploy branch: the environment's own, else `<prefix><name>`.
     pub fn deploy_branch(&self, prefix: &str) -> String {
         self.file.deploy.branch_of(&self.name, prefix)
+    }
+
+    /// Refuses an environment whose VM settings are still placeholders:
+    /// nothing can be deployed to, or asked of, a VM nobody named.
+    pub fn configured(&self) -> Result<(), Error> {
+        let placeholders = placeholder::in_deploy(&self.file.deploy);
+        if placeholders.is_empty() {
+            return Ok(());
+        }
+        Err(Error::NotConfigured {
+            path: self.path.clone(),
+            settings: placeholders
+                .iter()
+                .map(|p| p.pointer.trim_start_matches('/').replace('/', "."))
+                .collect(),
+        })
     }
 
     /// Every secret the stack needs at deploy time, in a stable order, once each.
@@ -252,15 +293,36 @@ pub fn select(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, Error> {
         .map(|name| {
             let path = dir.join(format!("{name}.json"));
             if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::UnknownEnvironment {
-                    name: name.clone(),
-                    dir: dir.to_path_buf(),
-                })
+                return Ok(path);
             }
+            let known: Vec<String> = discover(dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+                .collect();
+            Err(Error::UnknownEnvironment {
+                name: name.clone(),
+                dir: dir.to_path_buf(),
+                suggestion: schema::closest(name, &known),
+                known,
+            })
         })
         .collect()
+}
+
+/// What follows an unknown environment's name: the likely one, and the list.
+fn unknown_hint(suggestion: Option<&str>, known: &[String]) -> String {
+    let mut hint = String::new();
+    if let Some(suggestion) = suggestion {
+        hint.push_str(&format!("; did you mean `{}`?", display_text(suggestion)));
+    }
+    if known.is_empty() {
+        hint.push_str(" (it holds none: `tracker-gitops init NAME` writes one)");
+    } else {
+        let names: Vec<String> = known.iter().map(|name| display_text(name)).collect();
+        hint.push_str(&format!(" (environments: {})", names.join(", ")));
+    }
+    hint
 }
 
 /// A complete, working environment file with every default written out.
