@@ -6,9 +6,11 @@
 //! failed deploy); 2 the tool could not do its job, or refused.
 
 mod args;
+mod completions;
 mod deploy;
 mod init;
 mod load;
+mod man;
 mod plan;
 mod publish;
 mod render;
@@ -32,7 +34,7 @@ use args::{Paths, Typed};
 // action's run.sh can set defaults that arguments after them override.
 #[command(
     name = "tracker-gitops",
-    version,
+    version = env!("TRACKER_GITOPS_VERSION"),
     about,
     propagate_version = true,
     args_override_self = true
@@ -67,6 +69,10 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
 }
 
 /// What a command concluded about the thing it checked or did.
@@ -135,7 +141,7 @@ impl Paths for Command {
             Command::Deploy(args) => args.anchor(typed),
             Command::Rollback(args) => args.anchor(typed),
             Command::Status(args) => args.anchor(typed),
-            Command::Schema => {}
+            Command::Schema | Command::Completions(_) | Command::Man => {}
         }
     }
 }
@@ -151,5 +157,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Man => man::run(Cli::command()),
     }
 }

@@ -637,15 +637,15 @@ fn authenticated_when_published(
             pointer,
             document.value_span(pointer),
             format!(
-                "Prometheus has no authentication, and {address} lets anyone who reaches the VM \
-                 read every metric and query it"
+                "Prometheus has no authentication: on {address} it answers anyone who reaches \
+                 the VM"
             ),
         )
         .with_hint(format!(
             "publish it on \"127.0.0.1:{port}\" and open it through an SSH tunnel \
              (`ssh -N -L {port}:127.0.0.1:{port} {user}@{host}`, then http://127.0.0.1:{port}), \
-             or read it through Grafana, which asks for a login (served over HTTPS with \
-             `grafana.domain`)",
+             or read the metrics through Grafana, which asks for a login (give `grafana` a \
+             `domain` for HTTPS)",
             port = address.port(),
             user = env.deploy.user,
             host = env.deploy.host,
