@@ -124,15 +124,20 @@ pub fn output_around(path: &Path) -> Option<PathBuf> {
     let absolute = root.join(path);
     let rendered = |dir: &Path| dir.join(".tracker-gitops").is_dir();
     let inside = |dir: &&Path| dir.starts_with(&root);
-    absolute.ancestors().filter(inside).find_map(|dir| {
+    let output = absolute.ancestors().filter(inside).find_map(|dir| {
         if rendered(dir) {
-            return Some(dir.parent().unwrap_or(dir).to_path_buf());
+            return Some(dir.parent().unwrap_or(dir));
         }
         let holds_rendered = std::fs::read_dir(dir).ok()?.flatten().any(|entry| {
             let child = entry.path();
             child.is_dir() && !child.is_symlink() && rendered(&child)
         });
-        holds_rendered.then(|| dir.to_path_buf())
+        holds_rendered.then_some(dir)
+    })?;
+    // Named from the root, unless it is the root itself.
+    Some(match output.strip_prefix(&root) {
+        Ok(relative) if !relative.as_os_str().is_empty() => relative.to_path_buf(),
+        _ => output.to_path_buf(),
     })
 }
 

@@ -55,6 +55,34 @@ fn every_corpus_case_gives_its_diagnostics() {
     }
 }
 
+/// `tests/corpus/warnings/`: files that are valid but warned about, each
+/// with its expected warnings.
+#[test]
+fn every_warning_corpus_case_gives_its_warnings() {
+    let dir = repo_root().join("tests/corpus/warnings");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "the corpus is incomplete: {names:?}");
+    for name in names {
+        let project = Project::new();
+        project.write(
+            &format!("environments/{name}"),
+            std::fs::read(dir.join(&name)).unwrap(),
+        );
+        let run = project.run(&["validate"]).expect(0);
+        assert!(
+            run.stderr().contains(": warning: "),
+            "{name}: {}",
+            run.stderr()
+        );
+        let stem = name.trim_end_matches(".json");
+        insta::assert_snapshot!(format!("corpus-warnings-{stem}"), run.stderr());
+    }
+}
+
 #[test]
 fn secrets_in_the_wrong_place_are_never_echoed() {
     let (_, stdout, stderr) = validate_corpus_file("literal-secret.json", &[]);
