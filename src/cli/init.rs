@@ -41,7 +41,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         github()?;
     }
     if let Some(name) = &args.name {
-        let file = display_path(&args.dirs.dir.join(format!("{name}.json")));
+        let file = display_path(args.dirs.dir.join(format!("{name}.json")));
         eprintln!(
             "next: set `deploy` in {file} to your VM (`validate` lists what is not configured \
              yet), then `tracker-gitops render` and commit environments/, schema/ and build/"
