@@ -52,7 +52,8 @@ struct Cli {
 enum Command {
     /// Check environment files against the schema and the stack rules.
     Validate(validate::Args),
-    /// Write a complete environment file with the defaults filled in.
+    /// Write a complete environment file with the defaults filled in (and
+    /// with --github the GitHub workflows).
     Init(init::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,

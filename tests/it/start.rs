@@ -35,6 +35,26 @@ fn commands_find_the_root_from_any_directory_inside_it() {
         .run(&["-C", "build", "validate", "staging.json"])
         .expect(2);
     insta::assert_snapshot!("typed-path-from-a-subdirectory", run.stderr());
+    // `--out .` typed in build/ is build/.
+    project
+        .run(&["-C", "build", "render", "--check", "--out", "."])
+        .expect(0);
+}
+
+#[test]
+fn the_root_is_the_nearest_directory_holding_environments() {
+    let project = Project::new();
+    project.git(&["init", "-q", "-b", "main"]);
+    project.write(
+        "infra/environments/stable.json",
+        std::fs::read(repo_root().join("environments/stable.json")).unwrap(),
+    );
+    project.run(&["-C", "infra", "render"]).expect(0);
+    let run = project
+        .run(&["-C", "infra/build/stable", "render", "--check"])
+        .expect(0);
+    assert_eq!(run.stdout(), "build/stable: up to date\n");
+    assert!(!project.join("build").exists());
 }
 
 #[test]
