@@ -303,7 +303,8 @@ pub fn select(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, Error> {
             Err(Error::UnknownEnvironment {
                 name: name.clone(),
                 dir: dir.to_path_buf(),
-                suggestion: schema::closest(name, &known),
+                // `--env staging.json` means `staging`.
+                suggestion: schema::closest(name.strip_suffix(".json").unwrap_or(name), &known),
                 known,
             })
         })

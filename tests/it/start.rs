@@ -118,6 +118,14 @@ fn unknown_environments_get_a_suggestion_and_the_list_everywhere() {
         let run = project.run(args).expect(2);
         insta::assert_snapshot!("unknown-env", run.stderr());
     }
+    let run = project
+        .run(&["render", "--env", "production.json"])
+        .expect(2);
+    assert!(
+        run.stderr().contains("did you mean `production`?"),
+        "{}",
+        run.stderr()
+    );
     let run = project.run(&["validate", "--env", "qa"]).expect(2);
     insta::assert_snapshot!("unknown-env-unlike-any", run.stderr());
 }
