@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use super::args::{Branches, Environments, Selection};
+use super::args::{Branches, Environments, Paths, Selection, Typed};
 use super::load::print_reports;
 use super::{Conclusion, render};
 use crate::diagnostic::{display_path, display_text};
 use crate::environment;
 use crate::import::{self, Imported, Outcome};
+use crate::project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +34,14 @@ pub struct Args {
     show_secret_values: bool,
 }
 
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        typed.path("file", &mut self.file);
+        self.dirs.anchor(typed);
+        typed.path("out", &mut self.out);
+    }
+}
+
 pub fn run(args: &Args) -> Result<Conclusion> {
     if args.show_secret_values && !io::stdout().is_terminal() {
         bail!(
@@ -45,6 +54,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         source,
     })?;
     let dir = &args.dirs.dir;
+    project::refuse_inside_output(dir)?;
     let outcome = import::import(
         &args.file,
         &bytes,
@@ -83,12 +93,16 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         ..
     } = *imported;
     print_reports(&[upstream])?;
-    let path = environment::create(dir, &name, &text)?;
+    let written = environment::create(dir, &name, &text)?;
+    let path = written.file;
     println!(
         "wrote {} from {}",
         display_path(&path),
         display_path(&args.file)
     );
+    if written.schema_written {
+        println!("wrote {} (for editors)", display_path(&written.schema));
+    }
     let selection = Selection {
         names: vec![name.clone()],
         dirs: Environments { dir: dir.clone() },

@@ -14,7 +14,7 @@ use crate::environment::{
     AnnouncePolicy, Core, Database, Deploy, Document, EnvironmentFile, Grafana, HealthCheckApi,
     HttpApi, Listener, LogLevel, Mysql, Prometheus, SCHEMA_REFERENCE, Secret, Tracker,
     default_grafana_image, default_grafana_publish, default_prometheus_image,
-    default_prometheus_publish, parse_address,
+    default_prometheus_publish, parse_address, placeholder,
 };
 
 /// The tracker image: the upstream file cannot name one, and the upstream
@@ -26,7 +26,6 @@ const UPSTREAM_ANNOUNCE_INTERVAL: u32 = 300;
 const UPSTREAM_GRAFANA_PUBLISH: ([u8; 4], u16) = ([0, 0, 0, 0], 3000);
 /// Placeholders for what only the VM knows, as `init` writes them.
 const PLACEHOLDER_HOST: &str = "tracker.example.org";
-const PLACEHOLDER_HOST_KEY: &str = "SHA256:ReplaceWithTheFingerprintOfYourVmsHostKey00";
 
 /// Why a whole section or key has no counterpart.
 const PROVISIONING: &str = "provisioning is not tracker-gitops' job: it deploys to a VM that \
@@ -395,7 +394,7 @@ fn deploy(ssh: &upstream::SshCredentials, name: &str, ledger: &mut Ledger) -> De
     );
     ledger.choose(
         "/deploy/host_key",
-        PLACEHOLDER_HOST_KEY,
+        placeholder::HOST_KEY,
         "a placeholder: set the VM's SSH host key (see \"Preparing a VM\")",
     );
     ledger.choose(
@@ -408,7 +407,7 @@ fn deploy(ssh: &upstream::SshCredentials, name: &str, ledger: &mut Ledger) -> De
         host: PLACEHOLDER_HOST.to_string(),
         port: ssh.port,
         user: ssh.username.clone(),
-        host_key: PLACEHOLDER_HOST_KEY.to_string(),
+        host_key: placeholder::HOST_KEY.to_string(),
         path: format!("/srv/tracker-gitops/{name}"),
         branch: None,
         repository: None,
