@@ -554,3 +554,19 @@ fn the_result_is_checked_against_the_environments_already_there() {
     assert!(!project.join("environments/minimal-lxd.json").exists());
     assert!(!project.join("build/minimal-lxd").exists());
 }
+
+#[test]
+fn a_file_named_from_a_subdirectory_is_found_and_the_result_goes_to_the_root() {
+    let project = Project::with_examples();
+    project.git(&["init", "-q"]);
+    let fixture = repo_root().join("tests/fixtures/upstream/udp-only.json");
+    project.write("upstream/env.json", std::fs::read(fixture).unwrap());
+    let mut command = project.command(&["import", "env.json"]);
+    let output = command
+        .current_dir(project.join("upstream"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(project.join("environments/udp-only.json").is_file());
+    assert!(project.join("build/udp-only/docker-compose.yml").is_file());
+}
