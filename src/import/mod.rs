@@ -323,7 +323,9 @@ fn relocate(document: &Document, ledger: &mapping::Ledger, d: Diagnostic) -> Dia
     let Some((from, exact)) = origin(ledger, &d.pointer) else {
         return d;
     };
-    let span = if exact {
+    // A section is shown by its key, a value by itself.
+    let section = document.value.pointer(from).is_some_and(|v| v.is_object());
+    let span = if exact && !section {
         document.value_span(from)
     } else {
         document.object_span(from)
