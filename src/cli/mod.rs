@@ -3,11 +3,14 @@
 //! what a command concluded to the exit code, for all of them:
 //!
 //! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
-//! failed deploy); 2 the tool could not do its job, or refused.
+//! failed deploy); 2 the tool could not do its job, or refused. One opt-in
+//! swaps them, as terraform users expect: `plan --detailed-exitcode` exits 2
+//! when there are changes and 1 when it could not plan.
 
 mod args;
 mod deploy;
 mod init;
+mod json;
 mod load;
 mod plan;
 mod publish;
@@ -22,6 +25,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+use args::Format;
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -61,6 +66,31 @@ enum Command {
     Status(status::Args),
 }
 
+impl Command {
+    /// The output format asked for; fatal errors are printed in it too.
+    fn format(&self) -> Format {
+        match self {
+            Self::Plan(args) => args.output.format,
+            Self::Render(args) => args.output.format,
+            Self::Validate(_)
+            | Self::Init(_)
+            | Self::Schema
+            | Self::Publish(_)
+            | Self::Deploy(_)
+            | Self::Rollback(_)
+            | Self::Status(_) => Format::Human,
+        }
+    }
+
+    /// The exit code when the tool could not do its job.
+    fn error_code(&self) -> u8 {
+        match self {
+            Self::Plan(args) if args.detailed_exitcode => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// What a command concluded about the thing it checked or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conclusion {
@@ -68,6 +98,8 @@ enum Conclusion {
     Success,
     /// Exit 1.
     Failure,
+    /// Exit 2, only when asked for (`plan --detailed-exitcode`): there are changes.
+    Changes,
 }
 
 /// Invalid environment files stop a command that needs valid ones; the
@@ -88,14 +120,21 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let (format, error_code) = (cli.command.format(), cli.command.error_code());
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
+        Ok(Conclusion::Changes) => ExitCode::from(2),
         Err(e) => {
-            // Library errors carry their causes in their messages.
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+            // Invalid files: their diagnostics are already printed. Library
+            // errors carry their causes in their messages.
+            if !e.is::<Invalid>() {
+                eprintln!("error: {e}");
+            }
+            if format == Format::Json {
+                let _ = json::print_error(&e);
+            }
+            ExitCode::from(error_code)
         }
     }
 }

@@ -8,7 +8,9 @@
 //! service reads, which `render` writes to.
 
 mod change;
+pub(crate) mod cost;
 mod database;
+mod endpoint;
 pub(crate) mod grafana;
 pub(crate) mod prometheus;
 pub(crate) mod tracker;
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::environment::Environment;
 
 pub use change::{Reason, ServiceChange, compare};
+pub use cost::Cost;
+pub use endpoint::{Endpoint, EndpointKind, Scheme};
 // The name callers outside the stack know it by.
 pub use tracker::health_url as tracker_health_url;
 
@@ -63,6 +67,10 @@ pub struct Stack {
     /// The compose project name.
     pub project: String,
     pub services: Vec<Service>,
+    /// What the services publish, by service in the order they publish it.
+    /// Empty in a stack recorded before endpoints were.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     pub secrets: Vec<ComposeSecret>,
@@ -190,16 +198,6 @@ impl Service {
         });
     }
 
-    fn publish(&mut self, address: SocketAddr, target: u16, protocol: Protocol) {
-        self.ports.push(Port {
-            host_ip: address.ip(),
-            published: address.port(),
-            target,
-            protocol,
-            note: None,
-        });
-    }
-
     fn depends(&mut self, service: &str, healthy: bool) {
         self.depends_on.push(Dependency {
             service: service.into(),
@@ -236,6 +234,7 @@ struct Component {
     links: Vec<(&'static str, &'static str)>,
     volumes: Vec<&'static str>,
     secrets: Vec<ComposeSecret>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Component {
@@ -245,7 +244,34 @@ impl Component {
             links: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
+            endpoints: Vec::new(),
         }
+    }
+
+    /// Publishes `address` on the VM to `target` in the container, where
+    /// `kind` answers `path` over `scheme`.
+    fn serve(
+        &mut self,
+        kind: EndpointKind,
+        scheme: Scheme,
+        address: SocketAddr,
+        target: u16,
+        path: &str,
+    ) {
+        self.service.ports.push(Port {
+            host_ip: address.ip(),
+            published: address.port(),
+            target,
+            protocol: scheme.protocol(),
+            note: None,
+        });
+        self.endpoints.push(Endpoint {
+            kind,
+            service: self.service.name.clone(),
+            scheme,
+            address,
+            path: path.into(),
+        });
     }
 
     /// A named volume of the stack, mounted at `target`.
@@ -302,6 +328,7 @@ impl Stack {
         let mut stack = Stack {
             project: format!("tracker-{}", env.name),
             services: Vec::new(),
+            endpoints: Vec::new(),
             networks: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
@@ -318,6 +345,7 @@ impl Stack {
                 push_new(&mut stack.secrets, secret);
             }
             links.extend(component.links);
+            stack.endpoints.extend(component.endpoints);
             stack.services.push(component.service);
         }
         // A builder reaches only services whose presence it checked, so each is there.
