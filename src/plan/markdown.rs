@@ -218,7 +218,8 @@ fn endpoints(endpoints: &[EndpointPlan]) -> String {
     for endpoint in endpoints {
         let after = match endpoint.change {
             Change::Unchanged => "unchanged".to_string(),
-            _ => side(&endpoint.after),
+            Change::Removed => "removed".to_string(),
+            Change::Added | Change::Changed => side(&endpoint.after),
         };
         let _ = writeln!(
             out,
