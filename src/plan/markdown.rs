@@ -214,7 +214,8 @@ fn endpoints(endpoints: &[EndpointPlan]) -> String {
             },
         )
     };
-    let mut out = String::from("| endpoint | before | after |\n|---|---|---|\n");
+    let mut out =
+        String::from("Endpoints on the VM:\n\n| endpoint | before | after |\n|---|---|---|\n");
     for endpoint in endpoints {
         let after = match endpoint.change {
             Change::Unchanged => "unchanged".to_string(),
@@ -275,6 +276,10 @@ fn details(service: &ServicePlan) -> String {
                 ),
                 other => other.to_string(),
             })
+            .chain(
+                matches!(service.change, ServiceChange::Changed(_))
+                    .then(|| "the container is kept".to_string()),
+            )
             .collect::<Vec<_>>()
             .join("; "),
         _ => String::new(),

@@ -133,20 +133,29 @@ fn a_failed_json_plan_still_prints_an_object() {
     );
 }
 
-/// The README's annotated example is this plan, byte for byte.
+/// The README's annotated example is this plan, byte for byte. With
+/// `UPDATE_README=1` the test writes the plan there instead (then review the
+/// README's annotations).
 #[test]
 fn the_readme_example_is_a_real_plan() {
+    const BEGIN: &str = "<!-- plan-example: begin -->\n````markdown\n";
+    const END: &str = "````\n<!-- plan-example: end -->";
     let project = reviewed_change("second-udp-tracker");
     let markdown = plan(&project, &["--base", "HEAD", "--env", "staging"])
         .expect(0)
         .stdout();
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let example = readme
-        .split_once("<!-- plan-example: begin -->\n````markdown\n")
-        .and_then(|(_, rest)| rest.split_once("````\n<!-- plan-example: end -->"))
-        .map(|(example, _)| example)
-        .expect("the README's plan example, between its markers");
-    assert_eq!(example, markdown, "regenerate the README's example");
+    let path = repo_root().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let (before, rest) = readme.split_once(BEGIN).expect("the example's start");
+    let (example, after) = rest.split_once(END).expect("the example's end");
+    if std::env::var_os("UPDATE_README").is_some() {
+        std::fs::write(&path, format!("{before}{BEGIN}{markdown}{END}{after}")).unwrap();
+    } else {
+        assert_eq!(
+            example, markdown,
+            "the README's plan example is stale: run this test with UPDATE_README=1"
+        );
+    }
 }
 
 #[test]
