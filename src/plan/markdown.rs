@@ -187,8 +187,10 @@ fn section(env: &EnvironmentPlan) -> String {
     if !recreated.is_empty() {
         out.push_str("What the recreations cost:\n\n");
         for service in recreated {
-            let costs: Vec<_> = service.costs.iter().map(ToString::to_string).collect();
-            let _ = writeln!(out, "- **{}**: {}.", service.name, costs.join("; "));
+            let _ = writeln!(out, "- **{}**:", service.name);
+            for cost in &service.costs {
+                let _ = writeln!(out, "  - {cost}");
+            }
         }
         out.push('\n');
     }
@@ -460,7 +462,7 @@ mod tests {
             "{markdown}"
         );
         assert!(markdown.contains("Unchanged: tracker.\n"), "{markdown}");
-        assert!(markdown.contains("- **prometheus**: `http://127.0.0.1:9090/` stops answering"));
+        assert!(markdown.contains("- **prometheus**:\n  - `http://127.0.0.1:9090/` stops answering"));
         assert!(
             markdown.contains("| Prometheus | `http://127.0.0.1:9090/` (loopback) | unchanged |")
         );
