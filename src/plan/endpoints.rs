@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::Change;
-use crate::stack::{Endpoint, EndpointKind};
+use crate::stack::{Endpoint, EndpointKind, Stack};
 
 /// One endpoint at either side.
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +59,29 @@ pub(super) fn compare(before: &[Endpoint], after: &[Endpoint]) -> Vec<EndpointPl
         .collect();
     plans.sort_by_key(|plan| plan.kind);
     plans
+}
+
+/// The endpoints of `before`, a stack at the base; for one recorded before
+/// stacks recorded endpoints (an older tracker-gitops), those of `after`
+/// that the same service published then: its ports say where, not what.
+pub(super) fn at_base(before: &Stack, after: &[Endpoint]) -> Vec<Endpoint> {
+    let recorded =
+        !before.endpoints.is_empty() || before.services.iter().all(|s| s.ports.is_empty());
+    if recorded {
+        return before.endpoints.clone();
+    }
+    after
+        .iter()
+        .filter(|e| {
+            before.service(&e.service).is_some_and(|s| {
+                s.ports.iter().any(|p| {
+                    (p.host_ip, p.published, p.protocol)
+                        == (e.address.ip(), e.address.port(), e.scheme.protocol())
+                })
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// The first endpoint left in `unmatched` that `matches`, taken out.
@@ -150,5 +173,16 @@ mod tests {
         );
         let api = &plans[2];
         assert!(!api.before.as_ref().unwrap().public && api.after.as_ref().unwrap().public);
+    }
+
+    #[test]
+    fn a_base_without_recorded_endpoints_has_those_its_ports_publish() {
+        let env = crate::environment::test_environment("");
+        let mut old = Stack::build(&env);
+        let now = old.endpoints.clone();
+        assert_eq!(at_base(&old, &now), now);
+        old.endpoints.clear();
+        old.services[0].ports.remove(0);
+        assert_eq!(at_base(&old, &now), now[1..]);
     }
 }

@@ -101,7 +101,12 @@ fn leave_out(blocks: &mut Vec<Block>, limit: usize, full_plan_at: &str) {
 /// The Markdown in pieces; the ones with a fallback can be shortened.
 fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
     let mut blocks = vec![Block::fixed(head(plan))];
-    for env in plan.environments.iter().filter(|env| env.is_changed()) {
+    // An environment whose own record alone changes has nothing to review.
+    for env in plan
+        .environments
+        .iter()
+        .filter(|env| env.is_changed() && !(env.counts.is_zero() && only_internal(env)))
+    {
         blocks.push(Block::fixed(section(env)));
         if let Some(after) = &env.topology {
             blocks.push(Block {
@@ -147,11 +152,16 @@ fn summary(env: &EnvironmentPlan) -> String {
         Change::Added => format!("new environment: {counts}"),
         Change::Removed => format!("removed environment: {counts}"),
         Change::Changed if !counts.is_zero() => counts.to_string(),
-        Change::Changed if env.files.iter().all(|file| file.internal) => {
+        Change::Changed if only_internal(env) => {
             "only tracker-gitops's own record changes, no service does".into()
         }
         Change::Changed => "files change, no service does".into(),
     }
+}
+
+/// Whether every file that changes is the tool's own.
+fn only_internal(env: &EnvironmentPlan) -> bool {
+    env.files.iter().all(|file| file.internal)
 }
 
 /// An environment's heading, description, counts, services, the costs of
@@ -462,7 +472,9 @@ mod tests {
             "{markdown}"
         );
         assert!(markdown.contains("Unchanged: tracker.\n"), "{markdown}");
-        assert!(markdown.contains("- **prometheus**:\n  - `http://127.0.0.1:9090/` stops answering"));
+        assert!(
+            markdown.contains("- **prometheus**:\n  - `http://127.0.0.1:9090/` stops answering")
+        );
         assert!(
             markdown.contains("| Prometheus | `http://127.0.0.1:9090/` (loopback) | unchanged |")
         );

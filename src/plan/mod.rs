@@ -244,6 +244,7 @@ impl EnvironmentPlan {
             _ if files.is_empty() => Change::Unchanged,
             _ => Change::Changed,
         };
+        let now = after.map_or(&[][..], |s| &s.endpoints);
         let topology = match (before, after) {
             (Some(before), Some(after))
                 if before.networks == after.networks
@@ -259,8 +260,8 @@ impl EnvironmentPlan {
             change,
             counts: services.iter().map(|s| Counts::of(&s.change)).sum(),
             endpoints: endpoints::compare(
-                before.map_or(&[], |s| &s.endpoints),
-                after.map_or(&[], |s| &s.endpoints),
+                &before.map_or_else(Vec::new, |s| endpoints::at_base(s, now)),
+                now,
             ),
             networks: SetChange::of_stacks(before, after, |s| &s.networks),
             volumes: SetChange::of_stacks(before, after, |s| &s.volumes),

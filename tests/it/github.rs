@@ -372,7 +372,11 @@ fn other_api_failures_exit_2_without_the_token() {
     );
     // The plan and the job summary came first.
     assert!(run.stdout().contains("| prometheus | recreated |"));
-    assert!(project.read("summary.md").contains("| prometheus | recreated |"));
+    assert!(
+        project
+            .read("summary.md")
+            .contains("| prometheus | recreated |")
+    );
 }
 
 #[test]

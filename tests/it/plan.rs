@@ -366,3 +366,29 @@ fn failures_exit_2() {
         run.stderr()
     );
 }
+
+/// A base rendered before stacks recorded their endpoints (an older
+/// tracker-gitops): upgrading shows no endpoint as new, and environments
+/// whose own record alone changes get a line, no section.
+#[test]
+fn a_base_without_recorded_endpoints() {
+    let project = reviewed_change("announce-interval");
+    for env in ["production", "stable", "staging"] {
+        let path = format!("build/{env}/.tracker-gitops/stack.json");
+        project.edit_json(&path, |manifest| {
+            manifest["stack"].as_object_mut().unwrap().remove("endpoints");
+        });
+    }
+    project.commit_all("rendered by an older tracker-gitops");
+    let out = plan(&project, &["--base", "HEAD"]).expect(0).stdout();
+    assert!(
+        out.contains("- **stable**: only tracker-gitops's own record changes, no service does\n"),
+        "{out}"
+    );
+    assert!(!out.contains("### stable"), "{out}");
+    assert!(
+        out.contains("| UDP tracker | `udp://0.0.0.0:6969/announce` (public) | unchanged |"),
+        "{out}"
+    );
+    assert!(!out.contains("| — |"), "{out}");
+}
