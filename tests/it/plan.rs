@@ -376,7 +376,10 @@ fn a_base_without_recorded_endpoints() {
     for env in ["production", "stable", "staging"] {
         let path = format!("build/{env}/.tracker-gitops/stack.json");
         project.edit_json(&path, |manifest| {
-            manifest["stack"].as_object_mut().unwrap().remove("endpoints");
+            manifest["stack"]
+                .as_object_mut()
+                .unwrap()
+                .remove("endpoints");
         });
     }
     project.commit_all("rendered by an older tracker-gitops");

@@ -117,6 +117,21 @@ fn check_as_json_reports_drift_per_environment_and_file() {
     .unwrap();
     assert_eq!(clean["up_to_date"], true);
     assert_eq!(clean["environments"][2]["state"], "up-to-date");
+
+    // Invalid files: their diagnostics on stderr, still one object on stdout.
+    project.write("environments/staging.json", "{ \"tracker\": 1 }");
+    let run = project
+        .run(&["render", "--check", "--format", "json"])
+        .expect(2)
+        .expect_stderr("environments/staging.json");
+    let failed: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(
+        failed,
+        json!({
+            "format_version": 1,
+            "error": { "code": "invalid-environments", "message": "invalid environment files" }
+        })
+    );
 }
 
 /// What a run printed on both streams, cut into lines the way the GitHub
