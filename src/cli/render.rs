@@ -39,8 +39,8 @@ struct Report {
 
 #[derive(Serialize)]
 struct EnvironmentReport {
-    name: String,
-    dir: String,
+    environment: String,
+    directory: String,
     state: State,
     /// What differed, by path in the environment's directory.
     files: Vec<FileReport>,
@@ -58,8 +58,9 @@ enum State {
 #[derive(Serialize)]
 struct FileReport {
     path: String,
-    /// From the render's side: `added`, the render has it and OUT does not.
-    change: ChangeKind,
+    /// What writing the render does (or did) to it, in the words of
+    /// publish's JSON: `create`, `update` or `delete`.
+    change: &'static str,
     /// With `--check`: the unified diff from OUT to the render.
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<String>,
@@ -67,9 +68,9 @@ struct FileReport {
 
 #[derive(Serialize)]
 struct OrphanReport {
-    dir: String,
-    /// `orphaned` with `--check`, else `removed`.
-    state: &'static str,
+    directory: String,
+    /// Removed by this run (never with `--check`).
+    deleted: bool,
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {
@@ -124,14 +125,18 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         let prefix = format!("{}/", dir.display());
         report.up_to_date &= changes.is_empty();
         report.environments.push(EnvironmentReport {
-            name: env.name.clone(),
-            dir: dir.display().to_string(),
+            environment: env.name.clone(),
+            directory: dir.display().to_string(),
             state,
             files: changes
                 .iter()
                 .map(|change| FileReport {
                     path: change.path.to_string(),
-                    change: change.kind,
+                    change: match change.kind {
+                        ChangeKind::Added => "create",
+                        ChangeKind::Changed => "update",
+                        ChangeKind::Removed => "delete",
+                    },
                     diff: args.check.then(|| diff::unified_diff(change, &prefix)),
                 })
                 .collect(),
@@ -140,17 +145,15 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     for orphan in orphans {
         let label = display_path(&orphan);
         report.up_to_date = false;
-        let state = if args.check {
+        if args.check {
             writeln!(out, "{label}: orphaned (no environment file renders to it)")?;
-            "orphaned"
         } else {
             output.remove(&orphan)?;
             writeln!(out, "{label}: removed (no environment file renders to it)")?;
-            "removed"
-        };
+        }
         report.orphans.push(OrphanReport {
-            dir: orphan.display().to_string(),
-            state,
+            directory: orphan.display().to_string(),
+            deleted: !args.check,
         });
     }
     let drift = args.check && !report.up_to_date;

@@ -107,7 +107,7 @@ fn check_as_json_reports_drift_per_environment_and_file() {
     )
     .unwrap();
     assert_eq!(written["environments"][1]["state"], "written");
-    assert_eq!(written["orphans"][0]["state"], "removed");
+    assert_eq!(written["orphans"][0]["deleted"], true);
     let clean: Value = serde_json::from_str(
         &project
             .run(&["render", "--check", "--format", "json"])
