@@ -3,9 +3,11 @@
 //! templates only lay this out, and plans and deploy commits compare it.
 //!
 //! One file per service builds it with what it brings (networks, volumes,
-//! secrets); [`Stack::build`] asks each and joins them, so a new service is
-//! one more file and one more line there. The files also own the paths their
-//! service reads, which `render` writes to.
+//! secrets, the endpoints it serves); [`Stack::build`] asks each and joins
+//! them, so a new service is one more file and one more line there. The files
+//! also own the paths their service reads, which `render` writes to. Beside
+//! them: what changes between two stacks (`change.rs`) and what recreating a
+//! service costs (`cost.rs`).
 
 mod change;
 pub(crate) mod cost;
