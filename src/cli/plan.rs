@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 
-use super::args::{Branches, Format, Output, Selection};
+use super::args::{Branches, Format, Output, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, json, load};
 use crate::actions;
 use crate::git;
@@ -41,6 +41,12 @@ pub struct Args {
     /// cannot be made (as terraform plan -detailed-exitcode).
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 /// The plan file handed to later steps of a job (step output `plan-file`).

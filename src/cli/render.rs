@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Branches, Format, Output as OutputFormat, Selection};
+use super::args::{Branches, Format, Output as OutputFormat, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, json, load};
 use crate::diagnostic::display_path;
 use crate::diff::{self, ChangeKind};
@@ -71,6 +71,12 @@ struct OrphanReport {
     directory: String,
     /// Removed by this run (never with `--check`).
     deleted: bool,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

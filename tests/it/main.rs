@@ -10,6 +10,7 @@ mod publish;
 mod remote;
 mod render;
 mod ssh;
+mod start;
 mod verify;
 
 mod validate;
