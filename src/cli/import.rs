@@ -109,7 +109,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         out: args.out.clone(),
         templates: None,
     };
-    let rendered = render::render(&selection, &args.branches, false)?;
+    let rendered = render::render(&selection, &args.branches, false, false)?;
 
     let mut out = io::stdout().lock();
     writeln!(out, "\nchosen by import (the upstream file does not say):")?;
