@@ -8,6 +8,7 @@
 mod args;
 mod deploy;
 mod init;
+mod json;
 mod load;
 mod plan;
 mod publish;
@@ -22,6 +23,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+use args::Format;
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -61,6 +64,20 @@ enum Command {
     Status(status::Args),
 }
 
+impl Command {
+    /// The output format asked for; fatal errors are printed in it too.
+    fn format(&self) -> Format {
+        match self {
+            Self::Validate(args) => args.output.format,
+            Self::Publish(args) => args.output.format,
+            Self::Deploy(args) => args.output.format,
+            Self::Rollback(args) => args.output.format,
+            Self::Status(args) => args.output.format,
+            Self::Init(_) | Self::Schema | Self::Plan(_) | Self::Render(_) => Format::Human,
+        }
+    }
+}
+
 /// What a command concluded about the thing it checked or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conclusion {
@@ -76,6 +93,15 @@ enum Conclusion {
 #[error("invalid environment files")]
 struct Invalid;
 
+/// The VM did nothing: it refused the request (its reason is already
+/// printed), or another deploy holds its lock.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .0 {
+    crate::deploy::Outcome::LockBusy => "deploy in progress: nothing done",
+    _ => "the VM refused the deploy (see above): nothing done",
+})]
+struct NotDone(crate::deploy::Outcome);
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -88,13 +114,19 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let format = cli.command.format();
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
         Err(e) => {
-            // Library errors carry their causes in their messages.
-            eprintln!("error: {e}");
+            // Invalid files: their diagnostics are already printed. Library
+            // errors carry their causes in their messages.
+            if !e.is::<Invalid>() {
+                eprintln!("error: {e}");
+            }
+            if format == Format::Json {
+                let _ = json::print_error(&e);
+            }
             ExitCode::from(2)
         }
     }

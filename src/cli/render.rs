@@ -56,14 +56,17 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             output::write_drift(&mut out, &dir, &changes)?;
         } else {
             result.tree.replace_dir(&dir)?;
-            writeln!(out, "{label}: written ({})", diff::summary(&changes))?;
+            writeln!(out, "{label}: written ({})", diff::summary(&changes, diff::Tense::Done))?;
         }
     }
     for orphan in orphans {
         let label = display_path(&orphan);
         if args.check {
             drift = true;
-            writeln!(out, "{label}: orphaned (no environment file renders to it)")?;
+            writeln!(
+                out,
+                "{label}: to delete (no environment file renders to it)"
+            )?;
         } else {
             output.remove(&orphan)?;
             writeln!(out, "{label}: removed (no environment file renders to it)")?;

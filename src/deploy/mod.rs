@@ -23,6 +23,8 @@ mod protocol;
 pub use protocol::{MARKER, Outcome, Prelude, Step, Verdict};
 mod ssh;
 pub use ssh::{Connection, Identity, KEY_VARIABLE};
+mod status;
+pub use status::{Drift, Service, Status, status, status_prelude};
 
 /// The script run on the VM; its header documents the protocol.
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
@@ -384,46 +386,9 @@ fn run_op(
     Ok(child)
 }
 
-/// The request of `status`.
-pub fn status_prelude(root: &str, branch: &str, keep: &[&str]) -> Prelude {
-    Prelude::new()
-        .set("root", root)
-        .set("branch", branch)
-        .set("keep", &keep.join(" "))
-}
-
 /// The request of `previous`.
 pub fn previous_prelude(root: &str) -> Prelude {
     Prelude::new().set("root", root)
-}
-
-/// Runs `status` on the VM; its report goes to our stdout. `None`: the script
-/// could not tell (exit 2, its reason on stderr).
-pub fn status(
-    connection: &Connection,
-    root: &str,
-    branch: &str,
-    keep: &[&str],
-) -> Result<Option<Verdict>, Error> {
-    let status = run_op(
-        connection,
-        "status",
-        status_prelude(root, branch, keep),
-        Stdio::inherit(),
-    )?
-    .wait()
-    .map_err(|source| Error::Spawn {
-        program: "ssh",
-        source,
-    })?;
-    if status.code() == Some(Outcome::Refused.code()) {
-        return Ok(None);
-    }
-    Verdict::ALL
-        .iter()
-        .find(|v| status.code() == Some(v.code()))
-        .map(|v| Some(*v))
-        .ok_or_else(|| ended(connection, status))
 }
 
 /// The commit a rollback goes back to: the newest deployed before the running

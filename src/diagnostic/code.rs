@@ -40,6 +40,7 @@ macro_rules! codes {
 codes! {
     FileTooLarge = "file-too-large": "The file is larger than the 1 MiB an environment file may be.",
     NotUtf8 = "not-utf8": "The file is not valid UTF-8.",
+    ByteOrderMark = "byte-order-mark": "The file starts with a UTF-8 byte-order mark, which JSON forbids.",
     TooDeep = "too-deep": "Brackets nest deeper than 32 levels.",
     SyntaxError = "syntax-error": "The file is not strict JSON (comments, trailing commas, single quotes, …).",
     EmptyFile = "empty-file": "The file holds no JSON value.",
