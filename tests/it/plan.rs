@@ -215,7 +215,7 @@ fn failures_exit_2() {
     let run = plan(&outside, &["--base", "HEAD"]).expect(2);
     assert!(
         run.stderr()
-            .contains("cannot open the git repository around the current directory"),
+            .contains("error: not in a git repository"),
         "{}",
         run.stderr()
     );

@@ -153,7 +153,7 @@ fn a_stale_build_or_uncommitted_source_is_refused() {
     let run = project.run(&["publish"]).expect(1);
     assert!(
         run.stdout()
-            .contains("build/stable: out of date (3 changed)"),
+            .contains("build/stable: out of date (3 to update)"),
         "{}",
         run.stdout()
     );

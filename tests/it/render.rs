@@ -37,7 +37,7 @@ fn the_committed_build_is_up_to_date() {
 }
 
 #[test]
-fn check_reports_changed_missing_and_orphaned_files() {
+fn check_reports_files_to_update_create_and_delete() {
     let project = rendered_examples();
     project.run(&["render", "--check"]).expect(0);
     std::fs::remove_file(project.join("build/stable/docker-compose.yml")).unwrap();
@@ -54,13 +54,13 @@ fn check_reports_changed_missing_and_orphaned_files() {
     let run = project.run(&["render", "--check"]).expect(1);
     let out = run.stdout();
     assert!(
-        out.contains("build/stable: out of date (1 missing, 1 orphaned)"),
+        out.contains("build/stable: out of date (1 to create, 1 to delete)"),
         "{out}"
     );
-    assert!(out.contains("  missing: docker-compose.yml"), "{out}");
-    assert!(out.contains("  orphaned: notes.txt"), "{out}");
+    assert!(out.contains("  create: docker-compose.yml"), "{out}");
+    assert!(out.contains("  delete: notes.txt"), "{out}");
     assert!(
-        out.contains("build/staging: out of date (1 changed)"),
+        out.contains("build/staging: out of date (1 to update)"),
         "{out}"
     );
     assert!(
@@ -68,7 +68,7 @@ fn check_reports_changed_missing_and_orphaned_files() {
         "{out}"
     );
     assert!(out.contains("-interval = 60\n+interval = 120\n"), "{out}");
-    assert!(out.contains("build/retired: orphaned"), "{out}");
+    assert!(out.contains("build/retired: to delete"), "{out}");
     // --check wrote nothing.
     assert!(!project.join("build/stable/docker-compose.yml").exists());
     // render puts everything back and removes what no environment produces.
@@ -157,7 +157,7 @@ fn orphaned_file_names_cannot_inject_workflow_commands() {
     let out = run.stdout();
     assert!(
         out.contains(
-            "  orphaned: notes\\n::error::pwned\n\
+            "  delete: notes\\n::error::pwned\n\
              --- a/build/stable/notes\\n::error::pwned\n+++ /dev/null\n@@ -1,2 +0,0 @@\n\
              -x\r-::error::pwned-by-content\n"
         ),
