@@ -59,7 +59,8 @@ pub enum Error {
     )]
     NoRepositoryAt { url: String },
     #[error(
-        "{url} refused the credentials: set GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) to a token that can read it"
+        "{url} asks for credentials: set GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) to a token that can read it \
+         (the one set, if any, was refused)"
     )]
     Auth { url: String },
     #[error(
@@ -160,15 +161,19 @@ pub fn slash_path(path: &Path) -> String {
 
 fn callbacks<'a>() -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, username, _allowed| {
+    // libgit2 asks again while the server refuses: one token, one try.
+    let mut tried = false;
+    callbacks.credentials(move |_url, username, _allowed| {
+        let auth = |message| {
+            git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message)
+        };
+        if std::mem::replace(&mut tried, true) {
+            return Err(auth("the token was refused"));
+        }
         let token = TOKEN_VARIABLES
             .iter()
             .find_map(|name| std::env::var(name).ok().filter(|t| !t.is_empty()))
-            .ok_or_else(|| {
-                git2::Error::from_str(
-                    "no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote",
-                )
-            })?;
+            .ok_or_else(|| auth("no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote"))?;
         Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token)
     });
     callbacks
@@ -574,6 +579,59 @@ mod tests {
         let missing = dir.path().join("missing.git");
         let error = Remote::url(&repo, missing.to_str().unwrap()).err().unwrap();
         assert!(matches!(error, Error::NoRepositoryAt { .. }), "{error}");
+    }
+
+    /// The local repository's common problems, each with what to do.
+    #[test]
+    fn local_errors_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Error::from(Repository::discover(dir.path()).err().unwrap());
+        assert!(matches!(error, Error::NoRepository(_)), "{error}");
+        assert!(error.to_string().contains("`git init`"), "{error}");
+
+        let repo = Repository::init(dir.path()).unwrap();
+        let error = Error::from(repo.head().err().unwrap());
+        assert!(matches!(error, Error::Unborn), "{error}");
+        let error = Error::from(repo.find_reference("refs/heads/nope").err().unwrap());
+        assert!(matches!(error, Error::NotFound(_)), "{error}");
+        let error = Error::from(repo.revparse_single("nope").err().unwrap());
+        assert!(matches!(error, Error::NotFound(_)), "{error}");
+        let error = find_remote(&repo, "origin").err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "no remote named `origin` in this repository: add it (`git remote add origin URL`) or name another"
+        );
+        std::fs::write(dir.path().join(".git/index.lock"), "").unwrap();
+        let error = Error::from(repo.index().unwrap().write().err().unwrap());
+        assert!(matches!(error, Error::Locked(_)), "{error}");
+    }
+
+    /// Remotes that cannot be read: nothing listening, or asking for
+    /// credentials (a local server that answers every request with 401).
+    #[test]
+    fn unreachable_and_unauthorized_remotes_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/r.git", closed.local_addr().unwrap());
+        drop(closed);
+        let error = Remote::url(&repo, &url).err().unwrap();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/r.git", server.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut stream in server.incoming().flatten() {
+                let _ = stream.read(&mut [0; 4096]);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let error = Remote::url(&repo, &url).err().unwrap();
+        assert!(matches!(error, Error::Auth { .. }), "{error}");
     }
 
     /// Modes and entry types are differences; removing a file keeps the rest.
