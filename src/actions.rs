@@ -145,7 +145,9 @@ fn workspace_path(path: &Path, workspace: Option<&Path>) -> String {
     let from_workspace = workspace.and_then(|workspace| {
         let workspace = workspace.canonicalize().ok()?;
         let absolute = crate::git::absolute(path).ok()?;
-        Some(crate::git::slash_path(absolute.strip_prefix(workspace).ok()?))
+        Some(crate::git::slash_path(
+            absolute.strip_prefix(workspace).ok()?,
+        ))
     });
     from_workspace.unwrap_or_else(|| path.to_string_lossy().into_owned())
 }
@@ -197,7 +199,10 @@ mod tests {
             )
         );
         // Outside the workspace, or none: as given.
-        assert_eq!(workspace_path(path, Some(workspace.path())), "environments/x.json");
+        assert_eq!(
+            workspace_path(path, Some(workspace.path())),
+            "environments/x.json"
+        );
         assert_eq!(workspace_path(path, None), "environments/x.json");
     }
 }

@@ -45,7 +45,9 @@ pub enum Error {
         .0.message()
     )]
     Locked(git2::Error),
-    #[error("no remote named `{name}` in this repository: add it (`git remote add {name} URL`) or name another")]
+    #[error(
+        "no remote named `{name}` in this repository: add it (`git remote add {name} URL`) or name another"
+    )]
     NoRemote { name: String },
     #[error("cannot locate {path} in the git work tree: {reason}")]
     Location { path: PathBuf, reason: String },
@@ -164,16 +166,17 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
     // libgit2 asks again while the server refuses: one token, one try.
     let mut tried = false;
     callbacks.credentials(move |_url, username, _allowed| {
-        let auth = |message| {
-            git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message)
-        };
+        let auth =
+            |message| git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message);
         if std::mem::replace(&mut tried, true) {
             return Err(auth("the token was refused"));
         }
         let token = TOKEN_VARIABLES
             .iter()
             .find_map(|name| std::env::var(name).ok().filter(|t| !t.is_empty()))
-            .ok_or_else(|| auth("no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote"))?;
+            .ok_or_else(|| {
+                auth("no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote")
+            })?;
         Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token)
     });
     callbacks

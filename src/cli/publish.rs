@@ -113,14 +113,16 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
         stale = true;
         match format {
             Format::Human => output::write_drift(&mut std::io::stdout().lock(), dir, &changes)?,
-            Format::Json => report.out_of_date.push(output::Drift::new(&env.name, dir, &changes)),
+            Format::Json => report
+                .out_of_date
+                .push(output::Drift::new(&env.name, dir, &changes)),
         }
     }
     if stale {
         match format {
-            Format::Human => println!(
-                "nothing published: run `tracker-gitops render` and commit the result"
-            ),
+            Format::Human => {
+                println!("nothing published: run `tracker-gitops render` and commit the result")
+            }
             Format::Json => json::print(&report)?,
         }
         return Ok(Conclusion::Failure);
@@ -163,7 +165,11 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
         };
         report.environments.push(Environment {
             environment: env.name.clone(),
-            result: if commit.is_some() { "committed" } else { "unchanged" },
+            result: if commit.is_some() {
+                "committed"
+            } else {
+                "unchanged"
+            },
             commit,
             branch,
         });

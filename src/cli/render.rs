@@ -56,7 +56,11 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             output::write_drift(&mut out, &dir, &changes)?;
         } else {
             result.tree.replace_dir(&dir)?;
-            writeln!(out, "{label}: written ({})", diff::summary(&changes, diff::Tense::Done))?;
+            writeln!(
+                out,
+                "{label}: written ({})",
+                diff::summary(&changes, diff::Tense::Done)
+            )?;
         }
     }
     for orphan in orphans {

@@ -33,8 +33,15 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     // before anything connects, else once the VM said which commit it ran
     // before (a question that changes nothing).
     let format = args.output.format;
-    let verify =
-        |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit), &mut json::progress(format));
+    let verify = |commit: &str| {
+        vm::verify(
+            &args.checks,
+            &env,
+            &source,
+            Some(commit),
+            &mut json::progress(format),
+        )
+    };
     let (verified, connection) = match &args.to {
         Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
         None => {

@@ -56,13 +56,15 @@ fn shape(documented: &Value, actual: &Value, at: &str) -> Result<(), String> {
         }
         // An empty example: the prose documents the items (checked by the test).
         (Value::Array(doc), Value::Array(_)) if doc.is_empty() => Ok(()),
-        (Value::Array(doc), Value::Array(act)) => act.iter().enumerate().try_for_each(|(i, item)| {
-            let at = format!("{at}[{i}]");
-            doc.iter()
-                .map(|doc| shape(doc, item, &at))
-                .find(Result::is_ok)
-                .unwrap_or_else(|| Err(format!("{at}: like none of the documented items")))
-        }),
+        (Value::Array(doc), Value::Array(act)) => {
+            act.iter().enumerate().try_for_each(|(i, item)| {
+                let at = format!("{at}[{i}]");
+                doc.iter()
+                    .map(|doc| shape(doc, item, &at))
+                    .find(Result::is_ok)
+                    .unwrap_or_else(|| Err(format!("{at}: like none of the documented items")))
+            })
+        }
         (Value::Null, Value::Null | Value::String(_))
         | (Value::String(_), Value::String(_))
         | (Value::Number(_), Value::Number(_))
@@ -93,8 +95,7 @@ pub fn assert_error(run: &Run, code: &str) -> Value {
     let message = value["error"]["message"].as_str().unwrap();
     // Invalid files: stderr holds their diagnostics instead.
     assert!(
-        code == "invalid-environments" ||
-        run.stderr().contains(&format!("error: {message}")),
+        code == "invalid-environments" || run.stderr().contains(&format!("error: {message}")),
         "{}",
         run.stderr()
     );

@@ -214,8 +214,7 @@ fn failures_exit_2() {
     let outside = Project::with_examples();
     let run = plan(&outside, &["--base", "HEAD"]).expect(2);
     assert!(
-        run.stderr()
-            .contains("error: not in a git repository"),
+        run.stderr().contains("error: not in a git repository"),
         "{}",
         run.stderr()
     );

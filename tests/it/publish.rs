@@ -520,7 +520,9 @@ fn a_never_rendered_environment_says_to_render() {
          build/staging is missing: run `tracker-gitops render`\n\
          nothing published: run `tracker-gitops render` and commit the result\n"
     );
-    let run = project.run(&["render", "--check", "--env", "stable"]).expect(1);
+    let run = project
+        .run(&["render", "--check", "--env", "stable"])
+        .expect(1);
     assert_eq!(
         run.stdout(),
         "build/stable is missing: run `tracker-gitops render`\n\
