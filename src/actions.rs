@@ -155,24 +155,16 @@ fn workspace_path(path: &Path, workspace: Option<&Path>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostic::{Code, Diagnostic, Related};
+    use crate::diagnostic::{Code, Diagnostic};
 
     #[test]
     fn annotations_escape_newlines_and_separators() {
-        let related = Related {
-            file: "envs/a\nb.json".into(),
-            line: 4,
-            column: 2,
-            message: "here".into(),
-        };
         let report = FileReport::new(
             "envs/x,y.json".into(),
             "{\n  \"a\": 1,\n  \"b\": \"x\"\n}\n".into(),
             vec![
                 Diagnostic::warning(Code::MovingTag, "/b", 19..22, "later"),
-                Diagnostic::error(Code::UnknownKey, "/a", 4..7, "earlier")
-                    .with_hint("fix it")
-                    .with_related(related),
+                Diagnostic::error(Code::UnknownKey, "/a", 4..7, "earlier\r%").with_hint("fix it"),
             ],
         );
         let mut out = Vec::new();
@@ -181,7 +173,7 @@ mod tests {
         assert_eq!(
             out,
             "::error file=envs/x%2Cy.json,line=2,col=3,title=tracker-gitops error [unknown-key]\
-             ::earlier%0Anote: envs/a\\nb.json:4:2: here%0Ahint: fix it\n\
+             ::earlier%0D%25%0Ahint: fix it\n\
              ::warning file=envs/x%2Cy.json,line=3,col=8,title=tracker-gitops warning [moving-tag]::later\n"
         );
     }

@@ -412,6 +412,13 @@ mod tests {
             human,
             "envs/x.json:1:1: error: clash [branch-collision]\n  note: envs/a\\nb.json:4:2: here\n"
         );
+        let mut github = Vec::new();
+        crate::actions::annotate(&mut github, &report).unwrap();
+        let github = String::from_utf8(github).unwrap();
+        assert!(
+            github.ends_with("::clash%0Anote: envs/a\\nb.json:4:2: here\n"),
+            "{github}"
+        );
         let json = serde_json::to_value(report.located().collect::<Vec<_>>()).unwrap();
         assert_eq!(json[0]["related"][0]["file"], "envs/a\nb.json");
         assert_eq!(json[0]["code"], "branch-collision");

@@ -609,10 +609,10 @@ mod tests {
         assert!(matches!(error, Error::Locked(_)), "{error}");
     }
 
-    /// Remotes that cannot be read: nothing listening, or asking for
-    /// credentials (a local server that answers every request with 401).
+    /// A remote with nothing listening (publish.rs tests one that asks for
+    /// credentials).
     #[test]
-    fn unreachable_and_unauthorized_remotes_say_what_to_do() {
+    fn an_unreachable_remote_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(dir.path()).unwrap();
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -620,21 +620,7 @@ mod tests {
         drop(closed);
         let error = Remote::url(&repo, &url).err().unwrap();
         assert!(matches!(error, Error::Unreachable { .. }), "{error}");
-
-        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/r.git", server.local_addr().unwrap());
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            for mut stream in server.incoming().flatten() {
-                let _ = stream.read(&mut [0; 4096]);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\n\
-                      Content-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        });
-        let error = Remote::url(&repo, &url).err().unwrap();
-        assert!(matches!(error, Error::Auth { .. }), "{error}");
+        assert!(error.to_string().contains("check the URL"), "{error}");
     }
 
     /// Modes and entry types are differences; removing a file keeps the rest.

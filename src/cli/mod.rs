@@ -98,7 +98,7 @@ struct Invalid;
 #[derive(Debug, thiserror::Error)]
 #[error("{}", match .0 {
     crate::deploy::Outcome::LockBusy => "deploy in progress: nothing done",
-    _ => "the VM refused the deploy (see above): nothing done",
+    _ => "the VM refused the request (see above): nothing done",
 })]
 struct NotDone(crate::deploy::Outcome);
 

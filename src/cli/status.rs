@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::args::{Format, OutputFormat, VmTarget};
-use super::{Conclusion, json, vm};
+use super::{Conclusion, NotDone, json, vm};
 use crate::deploy;
 use crate::stack;
 
@@ -35,7 +35,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     let branch = env.deploy_branch(&args.target.branches.branch_prefix);
     let root = &env.file.deploy.path;
     let Some(status) = deploy::status(&connection, root, &branch, &stack::DATA_DIRS)? else {
-        anyhow::bail!("status failed on the VM (see above)");
+        return Err(NotDone(deploy::Outcome::Refused).into());
     };
     match args.output.format {
         Format::Human => print!("{}", status.text),

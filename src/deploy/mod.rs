@@ -386,6 +386,20 @@ fn run_op(
     Ok(child)
 }
 
+/// Runs an op to its end, its stdout captured.
+fn op_output(
+    connection: &Connection,
+    op: &str,
+    prelude: Prelude,
+) -> Result<std::process::Output, Error> {
+    run_op(connection, op, prelude, Stdio::piped())?
+        .wait_with_output()
+        .map_err(|source| Error::Spawn {
+            program: "ssh",
+            source,
+        })
+}
+
 /// The request of `previous`.
 pub fn previous_prelude(root: &str) -> Prelude {
     Prelude::new().set("root", root)
@@ -395,17 +409,7 @@ pub fn previous_prelude(root: &str) -> Prelude {
 /// one that is older than it and whose secrets the VM keeps. `None`: there is
 /// none.
 pub fn previous(connection: &Connection, root: &str) -> Result<Option<String>, Error> {
-    let output = run_op(
-        connection,
-        "previous",
-        previous_prelude(root),
-        Stdio::piped(),
-    )?
-    .wait_with_output()
-    .map_err(|source| Error::Spawn {
-        program: "ssh",
-        source,
-    })?;
+    let output = op_output(connection, "previous", previous_prelude(root))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let answer = stdout
         .lines()

@@ -2,11 +2,9 @@
 //! tip, each service's state, what drifted, then the verdict), read into a
 //! value so that the CLI can print it as the VM wrote it or as JSON.
 
-use std::process::Stdio;
-
 use serde::Serialize;
 
-use super::{Connection, Error, Outcome, Prelude, Verdict, ended, run_op};
+use super::{Connection, Error, Outcome, Prelude, Verdict, ended, op_output};
 
 /// What `status` found on the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,17 +56,7 @@ pub fn status(
     branch: &str,
     keep: &[&str],
 ) -> Result<Option<Status>, Error> {
-    let output = run_op(
-        connection,
-        "status",
-        status_prelude(root, branch, keep),
-        Stdio::piped(),
-    )?
-    .wait_with_output()
-    .map_err(|source| Error::Spawn {
-        program: "ssh",
-        source,
-    })?;
+    let output = op_output(connection, "status", status_prelude(root, branch, keep))?;
     let code = output.status.code();
     if code == Some(Outcome::Refused.code()) {
         return Ok(None);
