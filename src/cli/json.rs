@@ -9,8 +9,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::args::Format;
 use super::{Invalid, NotDone};
-use crate::{deploy, environment, git, output, publish, render, tree, verify};
+use crate::{
+    actions, deploy, environment, git, github, output, plan, publish, render, tree, verify,
+};
 
 /// The version of every command's JSON shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -59,6 +62,7 @@ pub fn print_error(error: &anyhow::Error) -> io::Result<()> {
 fn code(error: &anyhow::Error) -> &'static str {
     let git = matches!(error.downcast_ref(), Some(publish::Error::Git(_)))
         || matches!(error.downcast_ref(), Some(verify::Error::Git(_)))
+        || matches!(error.downcast_ref(), Some(plan::Error::Git(_)))
         || error.is::<git::Error>();
     if git {
         "git"
@@ -70,12 +74,18 @@ fn code(error: &anyhow::Error) -> &'static str {
         "render"
     } else if error.is::<output::Error>() || error.is::<tree::Error>() {
         "output"
+    } else if error.is::<plan::Error>() {
+        "plan"
+    } else if error.is::<github::Error>() {
+        "github"
     } else if error.is::<publish::Error>() {
         "publish"
     } else if error.is::<verify::Error>() {
         "verify"
     } else if error.is::<deploy::Error>() {
         "deploy"
+    } else if error.is::<actions::Error>() {
+        "actions"
     } else if let Some(not_done) = error.downcast_ref::<NotDone>() {
         not_done.0.word()
     } else {
@@ -85,9 +95,9 @@ fn code(error: &anyhow::Error) -> &'static str {
 
 /// Where a command's progress goes: stdout for people, stderr when stdout
 /// carries the JSON object.
-pub fn progress(format: super::args::Format) -> Box<dyn Write> {
+pub fn progress(format: Format) -> Box<dyn Write> {
     match format {
-        super::args::Format::Human => Box::new(io::stdout()),
-        super::args::Format::Json => Box::new(io::stderr()),
+        Format::Human => Box::new(io::stdout()),
+        Format::Json => Box::new(io::stderr()),
     }
 }
