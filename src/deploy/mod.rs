@@ -4,7 +4,8 @@
 //! system OpenSSH client (`bash -s -- <op>`) after a prelude (`protocol`)
 //! holding the request and the secrets. Here: the secrets, and the marker
 //! lines the script prints on stdout, timed as they arrive; the SSH client
-//! (host key pinning, the key in memory) is `ssh.rs`.
+//! (host key pinning, the key in memory) is `ssh.rs`, `status`'s report
+//! `status.rs`.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
