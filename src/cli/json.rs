@@ -57,6 +57,28 @@ pub fn print_error(error: &anyhow::Error) -> io::Result<()> {
     })
 }
 
+/// Whether a command line clap could not parse asks for JSON.
+pub fn asked_for(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<_> = args.collect();
+    args.iter().any(|arg| arg == "--format=json")
+        || args
+            .windows(2)
+            .any(|pair| pair[0] == "--format" && pair[1] == "json")
+}
+
+/// Prints the object of a command line that could not be parsed (code
+/// `usage`; the message is clap's first line, without usage and help).
+pub fn print_usage_error(error: &clap::Error) -> io::Result<()> {
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    print(&Fatal {
+        error: ErrorFields {
+            code: "usage",
+            message: first.strip_prefix("error: ").unwrap_or(first),
+        },
+    })
+}
+
 /// The stage that failed, as the README's table of error codes names it;
 /// a stage's git error is a git error.
 fn code(error: &anyhow::Error) -> &'static str {

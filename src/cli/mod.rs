@@ -107,11 +107,13 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if json::asked_for(std::env::args()) {
+                let _ = json::print_usage_error(&e);
+            }
+            return ExitCode::from(2);
         }
     };
     let format = cli.command.format();

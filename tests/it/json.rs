@@ -205,3 +205,16 @@ fn status_without_a_key_prints_an_error_object() {
         .expect(2);
     assert_error(&run, "deploy");
 }
+
+#[test]
+fn a_command_line_that_cannot_be_parsed_is_an_error_object() {
+    let project = Project::new();
+    let run = project
+        .run(&["status", "--format", "json", "--bogus"])
+        .expect(2);
+    assert_error(&run, "usage");
+    insta::assert_snapshot!(run.stdout());
+    // Without JSON asked for: clap's message alone.
+    let run = project.run(&["status", "--bogus"]).expect(2);
+    assert_eq!(run.stdout(), "");
+}
