@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Checks, Format, OutputFormat, Rollout, VmTarget};
+use super::args::{Checks, Format, OutputFormat, Paths, Rollout, Typed, VmTarget};
 use super::{Conclusion, NotDone, json, vm};
 use crate::deploy;
 use crate::environment::Environment;
@@ -29,6 +29,13 @@ pub struct Args {
     allow_downgrade: bool,
     #[command(flatten)]
     pub output: OutputFormat,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+        self.checks.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

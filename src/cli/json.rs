@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::args::Format;
 use super::{Invalid, NotDone};
 use crate::{
-    actions, deploy, environment, git, github, output, plan, publish, render, tree, verify,
+    actions, deploy, environment, git, github, output, plan, project, publish, render, tree, verify,
 };
 
 /// The version of every command's JSON shape.
@@ -90,6 +90,8 @@ fn code(error: &anyhow::Error) -> &'static str {
         "git"
     } else if error.is::<Invalid>() {
         "invalid-environments"
+    } else if error.is::<project::Error>() {
+        "project"
     } else if error.is::<environment::Error>() {
         "environment"
     } else if error.is::<render::Error>() {

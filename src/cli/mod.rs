@@ -6,10 +6,12 @@
 //! failed deploy); 2 the tool could not do its job, or refused.
 
 mod args;
+mod completions;
 mod deploy;
 mod init;
 mod json;
 mod load;
+mod man;
 mod plan;
 mod publish;
 mod render;
@@ -19,24 +21,30 @@ mod status;
 mod validate;
 mod vm;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use args::Format;
+use crate::project::Root;
+use args::{Format, Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
 // action's run.sh can set defaults that arguments after them override.
 #[command(
     name = "tracker-gitops",
-    version,
+    version = env!("TRACKER_GITOPS_VERSION"),
     about,
     propagate_version = true,
     args_override_self = true
 )]
 struct Cli {
+    /// Run as if started in DIR (like git -C and make -C); from there, the
+    /// project root is found as git finds a work tree.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,7 +53,8 @@ struct Cli {
 enum Command {
     /// Check environment files against the schema and the stack rules.
     Validate(validate::Args),
-    /// Write a complete environment file with the defaults filled in.
+    /// Write a complete environment file with the defaults filled in (and
+    /// with --github the GitHub workflows).
     Init(init::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,
@@ -62,6 +71,10 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
 }
 
 impl Command {
@@ -73,7 +86,12 @@ impl Command {
             Self::Deploy(args) => args.output.format,
             Self::Rollback(args) => args.output.format,
             Self::Status(args) => args.output.format,
-            Self::Init(_) | Self::Schema | Self::Plan(_) | Self::Render(_) => Format::Human,
+            Self::Init(_)
+            | Self::Schema
+            | Self::Plan(_)
+            | Self::Render(_)
+            | Self::Completions(_)
+            | Self::Man => Format::Human,
         }
     }
 }
@@ -103,8 +121,11 @@ struct Invalid;
 struct NotDone(crate::deploy::Outcome);
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             if !e.use_stderr() {
@@ -117,7 +138,19 @@ pub fn main() -> ExitCode {
         }
     };
     let format = cli.command.format();
-    match run(cli) {
+    let result = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => {
+            if let Some((_, matches)) = matches.subcommand() {
+                cli.command.anchor(&Typed {
+                    root: &root,
+                    matches,
+                });
+            }
+            run(cli)
+        }
+        Err(e) => Err(e.into()),
+    };
+    match result {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
         Err(e) => {
@@ -134,6 +167,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+impl Paths for Command {
+    fn anchor(&mut self, typed: &Typed) {
+        match self {
+            Command::Validate(args) => args.anchor(typed),
+            Command::Init(args) => args.anchor(typed),
+            Command::Render(args) => args.anchor(typed),
+            Command::Plan(args) => args.anchor(typed),
+            Command::Publish(args) => args.anchor(typed),
+            Command::Deploy(args) => args.anchor(typed),
+            Command::Rollback(args) => args.anchor(typed),
+            Command::Status(args) => args.anchor(typed),
+            Command::Schema | Command::Completions(_) | Command::Man => {}
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<Conclusion> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
@@ -145,5 +194,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Man => man::run(Cli::command()),
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Branches, Format, OutputFormat, Selection};
+use super::args::{Branches, Format, OutputFormat, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, json, load};
 use crate::actions;
 use crate::diff;
@@ -64,6 +64,12 @@ struct Environment {
     result: &'static str,
     /// The new commit; `null` when unchanged.
     commit: Option<String>,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 /// Environment name → the new commit of its deploy branch.

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, OutputFormat, Rollout, VmTarget};
+use super::args::{Checks, OutputFormat, Paths, Rollout, Typed, VmTarget};
 use super::deploy::Run;
 use super::{json, vm};
 use crate::deploy;
@@ -23,6 +23,13 @@ pub struct Args {
     rollout: Rollout,
     #[command(flatten)]
     pub output: OutputFormat,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+        self.checks.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

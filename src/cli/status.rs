@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Format, OutputFormat, VmTarget};
+use super::args::{Format, OutputFormat, Paths, Typed, VmTarget};
 use super::{Conclusion, NotDone, json, vm};
 use crate::deploy;
 use crate::stack;
@@ -27,6 +27,12 @@ struct Report<'a> {
     branch_tip: Option<&'a str>,
     services: &'a [deploy::Service],
     drift: &'a [deploy::Drift],
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

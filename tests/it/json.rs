@@ -200,10 +200,15 @@ fn invalid_environments_are_an_error_object_too() {
 #[test]
 fn status_without_a_key_prints_an_error_object() {
     let project = Project::with_examples();
+    project.edit_json("environments/staging.json", |env| {
+        env["deploy"]["host"] = "127.0.0.1".into();
+        env["deploy"]["host_key"] = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+    });
     let run = project
         .run(&["status", "--env", "staging", "--format", "json"])
         .expect(2);
-    assert_error(&run, "deploy");
+    let error = assert_error(&run, "deploy");
+    assert!(error.to_string().contains("no SSH key"), "{error:#}");
 }
 
 #[test]
