@@ -152,7 +152,7 @@ pub struct Rollout {
 
 /// How a command reports: for people, or one JSON object on stdout.
 #[derive(Debug, clap::Args)]
-pub struct OutputFormat {
+pub struct Output {
     /// Output format (json: see "Machine-readable output" in the README).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Checks, Format, OutputFormat, Paths, Rollout, Typed, VmTarget};
+use super::args::{Checks, Format, Output, Paths, Rollout, Typed, VmTarget};
 use super::{Conclusion, NotDone, json, vm};
 use crate::deploy;
 use crate::environment::Environment;
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     allow_downgrade: bool,
     #[command(flatten)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 impl Paths for Args {

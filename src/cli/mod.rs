@@ -3,7 +3,9 @@
 //! what a command concluded to the exit code, for all of them:
 //!
 //! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
-//! failed deploy); 2 the tool could not do its job, or refused.
+//! failed deploy); 2 the tool could not do its job, or refused. One opt-in
+//! swaps them, as terraform users expect: `plan --detailed-exitcode` exits 2
+//! when there are changes and 1 when it could not plan.
 
 mod args;
 mod completions;
@@ -82,16 +84,21 @@ impl Command {
     fn format(&self) -> Format {
         match self {
             Self::Validate(args) => args.output.format,
+            Self::Plan(args) => args.output.format,
+            Self::Render(args) => args.output.format,
             Self::Publish(args) => args.output.format,
             Self::Deploy(args) => args.output.format,
             Self::Rollback(args) => args.output.format,
             Self::Status(args) => args.output.format,
-            Self::Init(_)
-            | Self::Schema
-            | Self::Plan(_)
-            | Self::Render(_)
-            | Self::Completions(_)
-            | Self::Man => Format::Human,
+            Self::Init(_) | Self::Schema | Self::Completions(_) | Self::Man => Format::Human,
+        }
+    }
+
+    /// The exit code when the tool could not do its job.
+    fn error_code(&self) -> u8 {
+        match self {
+            Self::Plan(args) if args.detailed_exitcode => 1,
+            _ => 2,
         }
     }
 }
@@ -103,6 +110,8 @@ enum Conclusion {
     Success,
     /// Exit 1.
     Failure,
+    /// Exit 2, only when asked for (`plan --detailed-exitcode`): there are changes.
+    Changes,
 }
 
 /// Invalid environment files stop a command that needs valid ones; the
@@ -137,34 +146,36 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let format = cli.command.format();
-    let result = match Root::enter(cli.directory.as_deref()) {
-        Ok(root) => {
-            if let Some((_, matches)) = matches.subcommand() {
-                cli.command.anchor(&Typed {
-                    root: &root,
-                    matches,
-                });
-            }
-            run(cli)
-        }
-        Err(e) => Err(e.into()),
+    let (format, error_code) = (cli.command.format(), cli.command.error_code());
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => return failed(&e.into(), format, error_code),
     };
-    match result {
+    if let Some((_, matches)) = matches.subcommand() {
+        cli.command.anchor(&Typed {
+            root: &root,
+            matches,
+        });
+    }
+    match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) => {
-            // Invalid files: their diagnostics are already printed. Library
-            // errors carry their causes in their messages.
-            if !e.is::<Invalid>() {
-                eprintln!("error: {e}");
-            }
-            if format == Format::Json {
-                let _ = json::print_error(&e);
-            }
-            ExitCode::from(2)
-        }
+        Ok(Conclusion::Changes) => ExitCode::from(2),
+        Err(e) => failed(&e, format, error_code),
     }
+}
+
+/// Reports an error that stopped a command, in its format, and exits `code`.
+fn failed(e: &anyhow::Error, format: Format, code: u8) -> ExitCode {
+    // Invalid files: their diagnostics are already printed. Library errors
+    // carry their causes in their messages.
+    if !e.is::<Invalid>() {
+        eprintln!("error: {e}");
+    }
+    if format == Format::Json {
+        let _ = json::print_error(e);
+    }
+    ExitCode::from(code)
 }
 
 impl Paths for Command {

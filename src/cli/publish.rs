@@ -7,11 +7,11 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Branches, Format, OutputFormat, Paths, Selection, Typed};
+use super::args::{Branches, Format, Output, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, json, load};
 use crate::actions;
 use crate::diff;
-use crate::output::{self, Output};
+use crate::output;
 use crate::publish;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, value_name = "REF", env = "GITHUB_REF")]
     source_ref: Option<String>,
     #[command(flatten)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 /// The JSON object: what happened to each environment's deploy branch, or
@@ -105,7 +105,7 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
     };
     let mut report = Report::default();
     // Publish only what is committed in build/: a stale build/ is refused.
-    let output = Output::new(&selection.out);
+    let output = output::Output::new(&selection.out);
     let on_disk = rendered
         .iter()
         .map(|(env, _)| output.read(&env.name))

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, OutputFormat, Paths, Rollout, Typed, VmTarget};
+use super::args::{Checks, Output, Paths, Rollout, Typed, VmTarget};
 use super::deploy::Run;
 use super::{json, vm};
 use crate::deploy;
@@ -22,7 +22,7 @@ pub struct Args {
     #[command(flatten)]
     rollout: Rollout,
     #[command(flatten)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 impl Paths for Args {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::args::{Format, OutputFormat, Paths, Typed, VmTarget};
+use super::args::{Format, Output, Paths, Typed, VmTarget};
 use super::{Conclusion, NotDone, json, vm};
 use crate::deploy;
 use crate::stack;
@@ -13,7 +13,7 @@ pub struct Args {
     #[command(flatten)]
     target: VmTarget,
     #[command(flatten)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 /// The JSON object.

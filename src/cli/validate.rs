@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Conclusion;
-use super::args::{Branches, Environments, Format, OutputFormat, Paths, Typed};
+use super::args::{Branches, Environments, Format, Output, Paths, Typed};
 use super::json;
 use super::load::print_reports;
 use crate::diagnostic::{FileReport, Located, Severity};
@@ -25,7 +25,7 @@ pub struct Args {
     #[command(flatten)]
     branches: Branches,
     #[command(flatten)]
-    pub output: OutputFormat,
+    pub output: Output,
 }
 
 /// The JSON object: each file with its diagnostics, then the counts.

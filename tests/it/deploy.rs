@@ -516,12 +516,12 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     ctx.run(&["status", "--env", "e2e"]).expect(0);
     // The same as JSON, in the shapes the README documents.
     let status = ctx.run(&["status", "--env", "e2e", "--format", "json"]);
-    let status = crate::json::assert_documented("### `status`", &status.expect(0));
+    let status = crate::json::assert_documented("### `status --format json`", &status.expect(0));
     assert_eq!(status["verdict"], "in-sync");
     assert_eq!(status["deployed"], status["branch_tip"]);
     assert_eq!(status["drift"], json!([]));
     let noop = ctx.deploy_with(&["--format", "json"]).expect(0);
-    let noop = crate::json::assert_documented("### `deploy` and `rollback`", &noop);
+    let noop = crate::json::assert_documented("### `deploy --format json` (and `rollback`)", &noop);
     assert_eq!(noop["result"]["outcome"], "noop");
     assert_eq!(noop["result"]["commit"], status["deployed"]);
 

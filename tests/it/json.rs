@@ -125,7 +125,7 @@ fn validate_prints_the_files_their_diagnostics_and_a_summary() {
     let bytes = std::fs::read(repo_root().join("tests/corpus/unknown-key.json")).unwrap();
     project.write("environments/unknown-key.json", bytes);
     let run = project.run(&["validate", "--format", "json"]).expect(1);
-    let value = assert_documented("### `validate`", &run);
+    let value = assert_documented("### `validate --format json`", &run);
     assert_eq!(
         value["summary"],
         serde_json::json!({"files": 1, "invalid": 1, "errors": 1, "warnings": 1})
@@ -147,7 +147,7 @@ fn validate_prints_a_fatal_error_as_an_object() {
 fn publish_prints_each_deploy_branch() {
     let project = Project::with_examples_in_git();
     let run = project.run(&["publish", "--format", "json"]).expect(0);
-    let value = assert_documented("### `publish`", &run);
+    let value = assert_documented("### `publish --format json`", &run);
     let staging = project.git(&["rev-parse", "deploy/staging"]);
     assert_eq!(value["environments"][2]["commit"], staging.trim());
     insta::assert_snapshot!("publish-committed", redact_commits(&run.stdout()));
@@ -155,7 +155,7 @@ fn publish_prints_each_deploy_branch() {
     let run = project
         .run(&["publish", "--env", "staging", "--format", "json"])
         .expect(0);
-    assert_documented("### `publish`", &run);
+    assert_documented("### `publish --format json`", &run);
     insta::assert_snapshot!("publish-unchanged", run.stdout());
 }
 
@@ -167,7 +167,7 @@ fn publish_lists_what_is_out_of_date() {
     });
     std::fs::remove_dir_all(project.join("build/stable")).unwrap();
     let run = project.run(&["publish", "--format", "json"]).expect(1);
-    let value = assert_documented("### `publish`", &run);
+    let value = assert_documented("### `publish --format json`", &run);
     assert_eq!(value["environments"], serde_json::json!([]));
     let drift = &value["out_of_date"][0];
     assert_shape(
