@@ -223,3 +223,12 @@ fn a_command_line_that_cannot_be_parsed_is_an_error_object() {
     let run = project.run(&["status", "--bogus"]).expect(2);
     assert_eq!(run.stdout(), "");
 }
+
+#[test]
+fn a_directory_that_cannot_be_entered_is_an_error_object() {
+    let project = Project::new();
+    let run = project
+        .run(&["-C", "missing", "validate", "--format", "json"])
+        .expect(2);
+    assert_error(&run, "project");
+}
