@@ -5,7 +5,7 @@ use super::{BindDir, Component, Protocol, Service, healthcheck, prometheus, secr
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
-const PORT: u16 = 3000;
+pub const PORT: u16 = 3000;
 
 /// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
 pub const PROVISIONING_DIR: BindDir = BindDir {
@@ -32,7 +32,10 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         grafana.env("GF_SERVER_DOMAIN", domain);
         grafana.env("GF_SERVER_ROOT_URL", format!("https://{domain}/"));
     }
-    grafana.publish(g.publish, PORT, Protocol::Tcp);
+    // Served over HTTPS by Caddy when it has a domain; else on its own port.
+    if !env.file.behind_tls(&g.domain) {
+        grafana.publish(g.publish, PORT, Protocol::Tcp);
+    }
     grafana.bind(PROVISIONING_DIR);
     grafana.healthcheck = Some(healthcheck(&[
         "CMD",

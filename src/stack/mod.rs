@@ -7,6 +7,7 @@
 //! one more file and one more line there. The files also own the paths their
 //! service reads, which `render` writes to.
 
+pub(crate) mod caddy;
 mod change;
 mod database;
 pub(crate) mod grafana;
@@ -294,6 +295,7 @@ impl Stack {
             database::component(env),
             prometheus::component(env),
             grafana::component(env),
+            caddy::component(env),
         ]
         .into_iter()
         .flatten()

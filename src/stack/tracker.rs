@@ -73,11 +73,18 @@ pub(super) fn component(env: &Environment) -> Component {
     for l in &config.udp_trackers {
         tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Udp);
     }
-    for l in &config.http_trackers {
+    // A listener served over HTTPS is reached through Caddy only.
+    for l in config
+        .http_trackers
+        .iter()
+        .filter(|l| !env.file.behind_tls(&l.domain))
+    {
         tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Tcp);
     }
     let api = config.http_api.bind_address;
-    tracker.publish(api, api.port(), Protocol::Tcp);
+    if !env.file.behind_tls(&config.http_api.domain) {
+        tracker.publish(api, api.port(), Protocol::Tcp);
+    }
     tracker.bind(DATA_DIR);
     tracker.bind(LOG_DIR);
     tracker.bind(CONFIG_DIR);
