@@ -12,14 +12,14 @@ use serde_json::json;
 
 use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
 
-const PROJECT: &str = "tracker-e2e";
+pub(crate) const PROJECT: &str = "tracker-e2e";
 const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
 
-fn e2e_script(name: &str) -> PathBuf {
+pub(crate) fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
 }
 
-fn sh(program: &str, args: &[&str]) -> String {
+pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     let output = Std::new(program).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -29,7 +29,7 @@ fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .unwrap()
@@ -123,7 +123,7 @@ fn parse_vm_env(text: &str) -> Vec<(String, String)> {
 
 /// The e2e environment (tests/e2e/environment.json, which the deploy
 /// benchmark shares) on this VM, with this announce interval.
-fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
+pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
     let text = std::fs::read_to_string(e2e_script("environment.json")).unwrap();
     let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
     env["tracker"]["core"]["announce_policy"]["interval"] = json!(interval);
@@ -136,7 +136,7 @@ fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
 
 /// Everything the binary printed, to search for the token at the end.
 #[derive(Default)]
-struct Transcript(std::sync::Mutex<String>);
+pub(crate) struct Transcript(pub(crate) std::sync::Mutex<String>);
 
 impl Transcript {
     fn keep(&self, run: Run) -> Run {
@@ -147,13 +147,13 @@ impl Transcript {
     }
 }
 
-struct Ctx<'a> {
-    project: &'a Project,
-    token: String,
+pub(crate) struct Ctx<'a> {
+    pub(crate) project: &'a Project,
+    pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
-    renamed_token: String,
-    key: String,
-    log: Transcript,
+    pub(crate) renamed_token: String,
+    pub(crate) key: String,
+    pub(crate) log: Transcript,
 }
 
 impl Ctx<'_> {
@@ -179,7 +179,7 @@ impl Ctx<'_> {
     }
 
     /// Render, commit, publish; returns the new deploy-branch tip.
-    fn publish(&self, message: &str, templates: Option<&str>) -> String {
+    pub(crate) fn publish(&self, message: &str, templates: Option<&str>) -> String {
         let overrides: Vec<&str> = templates
             .map(|dir| vec!["--templates", dir])
             .unwrap_or_default();
@@ -196,7 +196,7 @@ impl Ctx<'_> {
             .to_string()
     }
 
-    fn deploy(&self) -> Run {
+    pub(crate) fn deploy(&self) -> Run {
         self.deploy_with(&[])
     }
 
@@ -207,7 +207,7 @@ impl Ctx<'_> {
     }
 }
 
-fn container(service: &str) -> String {
+pub(crate) fn container(service: &str) -> String {
     sh(
         "docker",
         &[
