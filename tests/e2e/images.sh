@@ -163,24 +163,16 @@ build_prometheus() {
   build_image "$PROMETHEUS_IMAGE" "$ctx"
 }
 
-build_caddy() {
-  local ctx="$STAGE/caddy" rootfs="$STAGE/caddy/rootfs"
+# build_program NAME TAG: Debian's /usr/bin/NAME with busybox, from
+# images/NAME.Dockerfile.
+build_program() {
+  local name=$1 tag=$2 ctx="$STAGE/$1" rootfs="$STAGE/$1/rootfs"
   mkdir -p "$rootfs"
-  add_elf "$rootfs" /usr/bin/caddy /usr/bin/caddy
+  add_elf "$rootfs" "/usr/bin/$name" "/usr/bin/$name"
   add_busybox "$rootfs"
   add_etc "$rootfs"
-  cp "$HERE/images/caddy.Dockerfile" "$ctx/Dockerfile"
-  build_image "$CADDY_IMAGE" "$ctx"
-}
-
-build_pebble() {
-  local ctx="$STAGE/pebble" rootfs="$STAGE/pebble/rootfs"
-  mkdir -p "$rootfs"
-  add_elf "$rootfs" /usr/bin/pebble /usr/bin/pebble
-  add_busybox "$rootfs"
-  add_etc "$rootfs"
-  cp "$HERE/images/pebble.Dockerfile" "$ctx/Dockerfile"
-  build_image "$PEBBLE_IMAGE" "$ctx"
+  cp "$HERE/images/$name.Dockerfile" "$ctx/Dockerfile"
+  build_image "$tag" "$ctx"
 }
 
 command -v docker >/dev/null || die "docker not found"
@@ -188,11 +180,16 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) build_tracker; build_prometheus; build_caddy; build_pebble ;;
+    all)
+      build_tracker
+      build_prometheus
+      build_program caddy "$CADDY_IMAGE"
+      build_program pebble "$PEBBLE_IMAGE"
+      ;;
     tracker) build_tracker ;;
     prometheus) build_prometheus ;;
-    caddy) build_caddy ;;
-    pebble) build_pebble ;;
+    caddy) build_program caddy "$CADDY_IMAGE" ;;
+    pebble) build_program pebble "$PEBBLE_IMAGE" ;;
     *) die "unknown image '$t' (all|tracker|prometheus|caddy|pebble)" ;;
   esac
 done

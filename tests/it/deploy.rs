@@ -12,10 +12,10 @@ use serde_json::json;
 
 use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
 
-pub(crate) const PROJECT: &str = "tracker-e2e";
+const PROJECT: &str = "tracker-e2e";
 const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
 
-pub(crate) fn e2e_script(name: &str) -> PathBuf {
+fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
 }
 
@@ -29,7 +29,7 @@ pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub(crate) fn random_hex() -> String {
+fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .unwrap()
@@ -136,7 +136,7 @@ pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
 
 /// Everything the binary printed, to search for the token at the end.
 #[derive(Default)]
-pub(crate) struct Transcript(pub(crate) std::sync::Mutex<String>);
+struct Transcript(std::sync::Mutex<String>);
 
 impl Transcript {
     fn keep(&self, run: Run) -> Run {
@@ -148,15 +148,55 @@ impl Transcript {
 }
 
 pub(crate) struct Ctx<'a> {
-    pub(crate) project: &'a Project,
+    project: &'a Project,
     pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
-    pub(crate) renamed_token: String,
-    pub(crate) key: String,
-    pub(crate) log: Transcript,
+    renamed_token: String,
+    key: String,
+    log: Transcript,
 }
 
-impl Ctx<'_> {
+/// The local images built, a project with the examples in git, and no stack
+/// left from an earlier run.
+pub(crate) fn e2e_project() -> Project {
+    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    let project = Project::with_examples_in_git();
+    // The deploy user clones origin.git from inside the (0700) temp dir.
+    sh("chmod", &["0755", project.path().to_str().unwrap()]);
+    let _ = Std::new("docker")
+        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
+        .output();
+    project
+}
+
+impl<'a> Ctx<'a> {
+    /// Fresh tokens, and the VM's key.
+    pub(crate) fn new(project: &'a Project, vm: &Vm) -> Self {
+        Self {
+            project,
+            token: format!("e2e-token-{}", random_hex()),
+            renamed_token: format!("e2e-renamed-{}", random_hex()),
+            key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
+            log: Transcript::default(),
+        }
+    }
+
+    /// Whether the binary printed `text`, on either stream, in any run.
+    pub(crate) fn printed(&self, text: &str) -> bool {
+        self.log.0.lock().unwrap().contains(text)
+    }
+
+    /// Publishes and deploys, which must succeed; returns the deployed commit.
+    pub(crate) fn publish_and_deploy(&self, message: &str) -> String {
+        let commit = self.publish(message, None);
+        let run = self.deploy().expect(0);
+        assert!(
+            run.stdout().contains(&format!("deployed {commit} to e2e")),
+            "{}",
+            run.stdout()
+        );
+        commit
+    }
     fn run(&self, args: &[&str]) -> Run {
         let mut command = self.project.command(args);
         command
@@ -179,7 +219,7 @@ impl Ctx<'_> {
     }
 
     /// Render, commit, publish; returns the new deploy-branch tip.
-    pub(crate) fn publish(&self, message: &str, templates: Option<&str>) -> String {
+    fn publish(&self, message: &str, templates: Option<&str>) -> String {
         let overrides: Vec<&str> = templates
             .map(|dir| vec!["--templates", dir])
             .unwrap_or_default();
@@ -196,7 +236,7 @@ impl Ctx<'_> {
             .to_string()
     }
 
-    pub(crate) fn deploy(&self) -> Run {
+    fn deploy(&self) -> Run {
         self.deploy_with(&[])
     }
 
@@ -302,22 +342,10 @@ fn deploy_without_its_secrets_exits_2_before_connecting() {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_rollout_rollback_lock_and_secrets() {
-    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
-    let project = Project::with_examples_in_git();
-    // The deploy user clones origin.git from inside the (0700) temp dir.
-    sh("chmod", &["0755", project.path().to_str().unwrap()]);
-    let _ = Std::new("docker")
-        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
-        .output();
+    let project = e2e_project();
     let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
     project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
-    let ctx = Ctx {
-        project: &project,
-        token: format!("e2e-token-{}", random_hex()),
-        renamed_token: format!("e2e-renamed-{}", random_hex()),
-        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
-        log: Transcript::default(),
-    };
+    let ctx = Ctx::new(&project, &vm);
     let env_file = "environments/e2e.json";
     // (1) first deploy
     project.write(

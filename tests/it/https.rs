@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::deploy::{
-    Ctx, PROJECT, Transcript, Vm, container, e2e_script, environment, random_hex, sh,
-};
-use crate::harness::Project;
+use crate::deploy::{Ctx, Vm, container, e2e_project, environment, sh};
 
 const DOMAIN: &str = "tracker.e2e.example.com";
 const PEBBLE: &str = "tg-e2e-pebble";
@@ -140,15 +137,15 @@ impl Pebble {
     /// makes a new one at start) and returns the file.
     fn issuing_root(&self) -> std::path::PathBuf {
         let out = self.dir.join("issuing-root.pem");
+        let api_root = self.dir.join("root.pem");
+        let args = [
+            "--cacert",
+            api_root.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
         wait_for("Pebble's management API", Duration::from_secs(20), || {
-            curl(&[
-                "--cacert",
-                self.dir.join("root.pem").to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "https://127.0.0.1:15000/roots/0",
-            ])
-            .is_ok()
+            curl(&args, "https://127.0.0.1:15000/roots/0").map(drop)
         });
         out
     }
@@ -168,9 +165,21 @@ impl Drop for Pebble {
     }
 }
 
-/// `curl -fsS ARGS`: its output, or its error.
-fn curl(args: &[&str]) -> Result<String, String> {
-    let output = Std::new("curl").arg("-fsS").args(args).output().unwrap();
+/// `curl -fsS ARGS URL`: its output, or its error. The URL (which may hold
+/// the admin token) goes in on standard input, not on the command line.
+fn curl(args: &[&str], url: &str) -> Result<String, String> {
+    let mut child = Std::new("curl")
+        .args(["-fsS", "-K", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "url = \"{url}\"").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -178,10 +187,14 @@ fn curl(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` until it succeeds; fails with its last error after `limit`.
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> Result<(), String>) {
     let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "{what}: not ready after {limit:?}");
+    while let Err(error) = ready() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not ready after {limit:?}: {error}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -233,13 +246,8 @@ fn https_environment(vm: &Vm, pebble: &Pebble, gateway: &str, email: &str) -> se
 #[ignore = "needs .ci/install: docker, sshd, caddy, pebble, curl, openssl, torrust-tracker binaries, root"]
 fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
     let timer = Instant::now();
-    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    let project = e2e_project();
     eprintln!("timing: images {:.1}s", timer.elapsed().as_secs_f64());
-    let project = Project::with_examples_in_git();
-    sh("chmod", &["0755", project.path().to_str().unwrap()]);
-    let _ = Std::new("docker")
-        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
-        .output();
     // The default bridge's address on this machine (`docker0`), which every
     // container can reach.
     let docker0 = sh("ip", &["-4", "-o", "addr", "show", "dev", "docker0"]);
@@ -255,13 +263,7 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
     let root = pebble.issuing_root();
     let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
     project.write(".git/info/exclude", "/origin.git/\n/vm/\n/pebble/\n");
-    let ctx = Ctx {
-        project: &project,
-        token: format!("e2e-token-{}", random_hex()),
-        renamed_token: format!("e2e-renamed-{}", random_hex()),
-        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
-        log: Transcript::default(),
-    };
+    let ctx = Ctx::new(&project, &vm);
     let env_file = "environments/e2e.json";
     let write_env = |email: &str| {
         let env = https_environment(&vm, &pebble, &gateway, email);
@@ -271,13 +273,7 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
     // (1) deploy through the real path: publish, then deploy over SSH
     let step = Instant::now();
     write_env("ops@example.org");
-    let c1 = ctx.publish("e2e environment over HTTPS", None);
-    let run = ctx.deploy().expect(0);
-    assert!(
-        run.stdout().contains(&format!("deployed {c1} to e2e")),
-        "{}",
-        run.stdout()
-    );
+    ctx.publish_and_deploy("e2e environment over HTTPS");
     eprintln!(
         "timing: (1) publish + deploy {:.1}s",
         step.elapsed().as_secs_f64()
@@ -285,24 +281,18 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
 
     // (2) the certificate Caddy serves chains to Pebble's root
     let step = Instant::now();
+    // Trusting Pebble's root only, with the domain on this machine.
     let trust = [
         "--cacert",
         root.to_str().unwrap(),
         "--resolve",
         &format!("{DOMAIN}:443:127.0.0.1"),
+        "--resolve",
+        &format!("{DOMAIN}:80:127.0.0.1"),
     ];
     let stats_url = format!("https://{DOMAIN}/api/v1/stats?token={}", ctx.token);
-    let mut last = String::new();
     wait_for("a certificate from Pebble", Duration::from_secs(60), || {
-        let mut args = trust.to_vec();
-        args.push(&stats_url);
-        match curl(&args) {
-            Ok(_) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
+        curl(&trust, &stats_url).map(drop)
     });
     eprintln!(
         "timing: (2) certificate issued and served {:.1}s",
@@ -313,7 +303,7 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
         first.contains("Pebble"),
         "issued by Pebble, not Caddy's own CA: {first}"
     );
-    assert_eq!(pebble.issued(), 1, "{last}");
+    assert_eq!(pebble.issued(), 1);
 
     // (3) announce and read the stats over HTTPS; the plain ports are closed
     let step = Instant::now();
@@ -321,16 +311,13 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
         "https://{DOMAIN}/announce?info_hash={INFOHASH}&peer_id=-TG0001-000000000001&port=51413\
          &uploaded=0&downloaded=0&left=0&event=started&compact=1"
     );
-    let mut args = trust.to_vec();
-    args.push(&announce);
-    let body = curl(&args).unwrap();
+    let body = curl(&trust, &announce).unwrap();
     assert!(
         body.contains("8:intervali120e"),
         "a bencoded announce response: {body}"
     );
-    let mut args = trust.to_vec();
-    args.push(&stats_url);
-    let stats: serde_json::Value = serde_json::from_str(&curl(&args).unwrap()).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&curl(&trust, &stats_url).unwrap()).unwrap();
     // Counted as a TCP/IPv4 announce: the tracker took the client's address
     // from Caddy's X-Forwarded-For (with `on_reverse_proxy` it refuses a
     // request without one).
@@ -341,16 +328,9 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
             "plain port {port} is published"
         );
     }
-    let redirect = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{redirect_url}",
-        "--resolve",
-        &format!("{DOMAIN}:80:127.0.0.1"),
-        &format!("http://{DOMAIN}/announce"),
-    ])
-    .unwrap();
+    let mut args = trust.to_vec();
+    args.extend(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"]);
+    let redirect = curl(&args, &format!("http://{DOMAIN}/announce")).unwrap();
     assert_eq!(redirect, format!("308 https://{DOMAIN}/announce"));
     eprintln!(
         "timing: (3) announce, stats, closed ports, redirect {:.1}s",
@@ -363,13 +343,7 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
     let tracker_before = container("tracker");
     let caddy_before = container("caddy");
     write_env("security@example.org");
-    let c2 = ctx.publish("another ACME contact", None);
-    let run = ctx.deploy().expect(0);
-    assert!(
-        run.stdout().contains(&format!("deployed {c2} to e2e")),
-        "{}",
-        run.stdout()
-    );
+    ctx.publish_and_deploy("another ACME contact");
     assert_eq!(
         container("tracker"),
         tracker_before,
@@ -380,10 +354,8 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
         caddy_before,
         "Caddy runs the new Caddyfile"
     );
-    let mut args = trust.to_vec();
-    args.push(&stats_url);
     wait_for("Caddy serving again", Duration::from_secs(30), || {
-        curl(&args).is_ok()
+        curl(&trust, &stats_url).map(drop)
     });
     assert_eq!(
         served_certificate(),
@@ -396,8 +368,7 @@ fn https_e2e_certificate_from_pebble_through_the_deploy_path() {
         step.elapsed().as_secs_f64()
     );
 
-    let printed = ctx.log.0.lock().unwrap();
-    assert!(!printed.contains(&ctx.token), "the admin token was printed");
+    assert!(!ctx.printed(&ctx.token), "the admin token was printed");
     let caddyfile = project.read("build/e2e/storage/caddy/etc/Caddyfile");
     assert!(!caddyfile.contains(&ctx.token));
     assert!(Path::new(&vm.root).join("checkout").exists());
