@@ -690,6 +690,10 @@ mod properties {
         "/grafana/admin_user",
         "/grafana/domain",
         "/grafana/image",
+        "/https/email",
+        "/https/ca",
+        "/tracker/http_trackers/0/domain",
+        "/tracker/http_api/domain",
         "/deploy/host",
         "/deploy/path",
         "/deploy/branch",
@@ -750,7 +754,7 @@ mod properties {
             prop_assert_eq!(top, ["name", "services", "networks", "volumes", "secrets"].into_iter().collect::<BTreeSet<_>>());
             let services = compose["services"].as_mapping().unwrap();
             let names: BTreeSet<_> = services.keys().map(|k| k.as_str().unwrap()).collect();
-            prop_assert_eq!(names, ["tracker", "prometheus", "grafana"].into_iter().collect::<BTreeSet<_>>());
+            prop_assert_eq!(names, ["tracker", "prometheus", "grafana", "caddy"].into_iter().collect::<BTreeSet<_>>());
             for (_, service) in services {
                 for key in service.as_mapping().unwrap().keys() {
                     prop_assert!(service_keys().contains(key.as_str().unwrap()), "{key:?}");
@@ -761,6 +765,18 @@ mod properties {
             for path in ["storage/prometheus/etc/prometheus.yml", "storage/grafana/provisioning/datasources/prometheus.yml"] {
                 prop_assert!(serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(rendered.tree.get(path).unwrap()).is_ok(), "{path}");
             }
+            // The Caddyfile's tokens: no value adds a line, a block, a quote
+            // or a placeholder (`{…}`) to it.
+            let caddyfile = std::str::from_utf8(rendered.tree.get("storage/caddy/etc/Caddyfile").unwrap()).unwrap();
+            let shape = |text: &str| text.lines().map(|line| {
+                line.chars().filter(|c| matches!(c, '{' | '}' | '"' | '`' | ' ' | '\t')).collect::<String>()
+            }).collect::<Vec<_>>();
+            let base = render(&check_bytes(Path::new("environments/prop.json"), include_bytes!("../../environments/production.json")).environment.unwrap(), &Templates::load(None).unwrap()).unwrap();
+            let base = std::str::from_utf8(base.tree.get("storage/caddy/etc/Caddyfile").unwrap()).unwrap().to_string();
+            // Sites merge or split by domain: compare the global options only.
+            let options = |text: &str| shape(text.split("\n}\n").next().unwrap());
+            prop_assert_eq!(options(caddyfile), options(&base), "{}", caddyfile);
+            prop_assert_eq!(caddyfile.matches('{').count(), caddyfile.matches('}').count());
         }
     }
 }
