@@ -6,9 +6,11 @@
 //! failed deploy); 2 the tool could not do its job, or refused.
 
 mod args;
+mod completions;
 mod deploy;
 mod init;
 mod load;
+mod man;
 mod plan;
 mod publish;
 mod render;
@@ -18,22 +20,30 @@ mod status;
 mod validate;
 mod vm;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::project::Root;
+use args::{Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
 // action's run.sh can set defaults that arguments after them override.
 #[command(
     name = "tracker-gitops",
-    version,
+    version = env!("TRACKER_GITOPS_VERSION"),
     about,
     propagate_version = true,
     args_override_self = true
 )]
 struct Cli {
+    /// Run as if started in DIR (like git -C and make -C); from there, the
+    /// project root is found as git finds a work tree.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +52,8 @@ struct Cli {
 enum Command {
     /// Check environment files against the schema and the stack rules.
     Validate(validate::Args),
-    /// Write a complete environment file with the defaults filled in.
+    /// Write a complete environment file with the defaults filled in (and
+    /// with --github the GitHub workflows).
     Init(init::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,
@@ -59,6 +70,10 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
 }
 
 /// What a command concluded about the thing it checked or did.
@@ -77,8 +92,11 @@ enum Conclusion {
 struct Invalid;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -88,6 +106,19 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some((_, matches)) = matches.subcommand() {
+        cli.command.anchor(&Typed {
+            root: &root,
+            matches,
+        });
+    }
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
@@ -96,6 +127,22 @@ pub fn main() -> ExitCode {
             // Library errors carry their causes in their messages.
             eprintln!("error: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+impl Paths for Command {
+    fn anchor(&mut self, typed: &Typed) {
+        match self {
+            Command::Validate(args) => args.anchor(typed),
+            Command::Init(args) => args.anchor(typed),
+            Command::Render(args) => args.anchor(typed),
+            Command::Plan(args) => args.anchor(typed),
+            Command::Publish(args) => args.anchor(typed),
+            Command::Deploy(args) => args.anchor(typed),
+            Command::Rollback(args) => args.anchor(typed),
+            Command::Status(args) => args.anchor(typed),
+            Command::Schema | Command::Completions(_) | Command::Man => {}
         }
     }
 }
@@ -111,5 +158,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Man => man::run(Cli::command()),
     }
 }

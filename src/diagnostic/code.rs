@@ -68,6 +68,8 @@ codes! {
     MysqlRootUser = "mysql-root-user": "The tracker would connect to MySQL as `root`.",
     ExternalMysqlSetting = "external-mysql-setting": "`image` or `root_password` with an external MySQL server, where they do nothing.",
     MovingTag = "moving-tag": "A warning: an image by a tag that can move (`develop`, `latest`), not by digest.",
+    NotConfigured = "not-configured": "A warning: a VM setting still holds a placeholder (an example host, the host key `init` writes); `deploy`, `rollback` and `status` refuse it.",
+    UnauthenticatedService = "unauthenticated-service": "A warning: Prometheus, which has no authentication, published on an address other than loopback.",
     InvalidBranchName = "invalid-branch-name": "`deploy.branch` is not a valid git branch name.",
     BranchOutsideNamespace = "branch-outside-namespace": "An explicit `deploy.branch` outside the deploy namespace (`deploy/`).",
     ProtectedBranch = "protected-branch": "The deploy branch is the checked-out (source) branch or `origin`'s default branch.",
