@@ -3,12 +3,15 @@
 //! what a command concluded to the exit code, for all of them:
 //!
 //! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
-//! failed deploy); 2 the tool could not do its job, or refused.
+//! failed deploy); 2 the tool could not do its job, or refused. One opt-in
+//! swaps them, as terraform users expect: `plan --detailed-exitcode` exits 2
+//! when there are changes and 1 when it could not plan.
 
 mod args;
 mod completions;
 mod deploy;
 mod init;
+mod json;
 mod load;
 mod man;
 mod plan;
@@ -28,6 +31,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::project::Root;
 use args::{Paths, Typed};
+
+use args::Format;
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -76,6 +81,33 @@ enum Command {
     Man,
 }
 
+impl Command {
+    /// The output format asked for; fatal errors are printed in it too.
+    fn format(&self) -> Format {
+        match self {
+            Self::Plan(args) => args.output.format,
+            Self::Render(args) => args.output.format,
+            Self::Validate(_)
+            | Self::Init(_)
+            | Self::Schema
+            | Self::Publish(_)
+            | Self::Deploy(_)
+            | Self::Rollback(_)
+            | Self::Status(_)
+            | Self::Completions(_)
+            | Self::Man => Format::Human,
+        }
+    }
+
+    /// The exit code when the tool could not do its job.
+    fn error_code(&self) -> u8 {
+        match self {
+            Self::Plan(args) if args.detailed_exitcode => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// What a command concluded about the thing it checked or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conclusion {
@@ -83,6 +115,8 @@ enum Conclusion {
     Success,
     /// Exit 1.
     Failure,
+    /// Exit 2, only when asked for (`plan --detailed-exitcode`): there are changes.
+    Changes,
 }
 
 /// Invalid environment files stop a command that needs valid ones; the
@@ -106,12 +140,10 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let (format, error_code) = (cli.command.format(), cli.command.error_code());
     let root = match Root::enter(cli.directory.as_deref()) {
         Ok(root) => root,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return failed(&e.into(), format, error_code),
     };
     if let Some((_, matches)) = matches.subcommand() {
         cli.command.anchor(&Typed {
@@ -122,13 +154,22 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
-        Err(e) => {
-            // Library errors carry their causes in their messages.
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+        Ok(Conclusion::Changes) => ExitCode::from(2),
+        Err(e) => failed(&e, format, error_code),
     }
+}
+
+/// Reports an error that stopped a command, in its format, and exits `code`.
+fn failed(e: &anyhow::Error, format: Format, code: u8) -> ExitCode {
+    // Invalid files: their diagnostics are already printed. Library errors
+    // carry their causes in their messages.
+    if !e.is::<Invalid>() {
+        eprintln!("error: {e}");
+    }
+    if format == Format::Json {
+        let _ = json::print_error(e);
+    }
+    ExitCode::from(code)
 }
 
 impl Paths for Command {

@@ -1,7 +1,9 @@
 //! The Grafana service: dashboards over Prometheus, which it reaches on the
 //! `visualization` network; provisioned with Prometheus as its datasource.
 
-use super::{BindDir, Component, Protocol, Service, healthcheck, prometheus, secret_path};
+use super::{
+    BindDir, Component, EndpointKind, Scheme, Service, healthcheck, prometheus, secret_path,
+};
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
@@ -32,10 +34,6 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         grafana.env("GF_SERVER_DOMAIN", domain);
         grafana.env("GF_SERVER_ROOT_URL", format!("https://{domain}/"));
     }
-    // Served over HTTPS by Caddy when it has a domain; else on its own port.
-    if !env.file.behind_tls(&g.domain) {
-        grafana.publish(g.publish, PORT, Protocol::Tcp);
-    }
     grafana.bind(PROVISIONING_DIR);
     grafana.healthcheck = Some(healthcheck(&[
         "CMD",
@@ -46,6 +44,10 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(grafana);
+    // Served over HTTPS by Caddy when it has a domain; else on its own port.
+    if !env.file.behind_tls(&g.domain) {
+        component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    }
     component.secret(PASSWORD_SECRET, g.admin_password.name());
     component.volume("grafana_data", "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);
