@@ -6,7 +6,10 @@
 
 use std::net::SocketAddr;
 
-use super::{BindDir, Component, Protocol, Service, grafana, healthcheck, tracker};
+use super::{
+    BindDir, Component, Endpoint, EndpointKind, Port, Protocol, Scheme, Service, grafana,
+    healthcheck, tracker,
+};
 use crate::environment::{Environment, TlsService};
 
 pub const SERVICE: &str = "caddy";
@@ -122,7 +125,13 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     caddy.env("XDG_DATA_HOME", DATA_DIR);
     caddy.env("XDG_CONFIG_HOME", "/config");
     for port in [80, 443] {
-        caddy.publish(SocketAddr::from(([0; 4], port)), port, Protocol::Tcp);
+        caddy.ports.push(Port {
+            host_ip: [0, 0, 0, 0].into(),
+            published: port,
+            target: port,
+            protocol: Protocol::Tcp,
+            note: None,
+        });
     }
     caddy.ports[0].note = Some("ACME HTTP-01 challenges and the redirect to HTTPS".into());
     caddy.bind(CONFIG_DIR);
@@ -136,6 +145,30 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(caddy);
+    // Each service's endpoint is its own (a plan shows it move to HTTPS),
+    // though Caddy listens for it.
+    for (service, domain) in &domains {
+        let (kind, behind, path) = match service {
+            TlsService::HttpTracker(_) => {
+                (EndpointKind::HttpTracker, tracker::SERVICE, "/announce")
+            }
+            TlsService::HttpApi => (EndpointKind::HttpApi, tracker::SERVICE, "/api/v1/"),
+            TlsService::HealthCheckApi => (
+                EndpointKind::HealthCheckApi,
+                tracker::SERVICE,
+                "/health_check",
+            ),
+            TlsService::Grafana => (EndpointKind::Grafana, grafana::SERVICE, "/"),
+        };
+        component.endpoints.push(Endpoint {
+            kind,
+            service: behind.into(),
+            scheme: Scheme::Https,
+            address: SocketAddr::from(([0; 4], 443)),
+            path: path.into(),
+            domain: Some(domain.to_ascii_lowercase()),
+        });
+    }
     component.volume(DATA_VOLUME, DATA_DIR);
     // A network per service behind Caddy, as for every link of the stack;
     // Caddy retries an upstream that is not up yet, so started is enough.

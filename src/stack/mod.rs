@@ -274,6 +274,7 @@ impl Component {
             scheme,
             address,
             path: path.into(),
+            domain: None,
         });
     }
 
