@@ -5,6 +5,7 @@ mod action;
 mod deploy;
 mod github;
 mod harness;
+mod https;
 mod json;
 mod plan;
 mod publish;
