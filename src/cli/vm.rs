@@ -2,6 +2,8 @@
 //! loaded and valid, the SSH connection to its VM, and the checks a commit
 //! passes before the VM is touched.
 
+use std::io::Write;
+
 use anyhow::Result;
 
 use super::args::{Checks, VmTarget};
@@ -69,7 +71,8 @@ pub fn verify(
     env: &Environment,
     source: &Source,
     commit: Option<&str>,
-) -> Result<String> {
+    progress: &mut dyn Write,
+) -> Result<verify::Verified> {
     // Paths inside the repository, as publish recorded them.
     let repo = git::repository()?;
     let in_repo = |path: &std::path::Path| git::repo_path(&repo, path);
@@ -82,10 +85,11 @@ pub fn verify(
         environment_file: &in_repo(&env.path)?,
         output: &in_repo(&checks.out.join(&env.name))?,
     })?;
-    println!(
+    writeln!(
+        progress,
         "verified {}: published from {} on {}",
         verified.commit, verified.source_commit, verified.source_branch
-    );
+    )?;
     // The VM checks out exactly the verified commit.
-    Ok(verified.commit)
+    Ok(verified)
 }

@@ -12,9 +12,9 @@ use crate::diagnostic::Diagnostic;
 use crate::environment::schema::conventional_secret_name;
 use crate::environment::{
     AnnouncePolicy, Core, Database, Deploy, Document, EnvironmentFile, Grafana, HealthCheckApi,
-    HttpApi, Listener, LogLevel, Mysql, Prometheus, SCHEMA_REFERENCE, Secret, Tracker,
-    default_grafana_image, default_grafana_publish, default_prometheus_image,
-    default_prometheus_publish, parse_address, placeholder,
+    HttpApi, HttpTracker, Https, Listener, LogLevel, Mysql, Prometheus, SCHEMA_REFERENCE, Secret,
+    Tracker, default_caddy_image, default_grafana_image, default_grafana_publish,
+    default_prometheus_image, default_prometheus_publish, parse_address, placeholder,
 };
 
 /// The tracker image: the upstream file cannot name one, and the upstream
@@ -31,6 +31,9 @@ const PLACEHOLDER_HOST: &str = "tracker.example.org";
 const PROVISIONING: &str = "provisioning is not tracker-gitops' job: it deploys to a VM that \
      already exists (the one the upstream deployer created) and never creates one";
 const NOT_SUPPORTED_YET: &str = "tracker-gitops does not support this yet";
+/// The upstream deployer's ACME directories, by this tool's names for them.
+const CA_PRODUCTION: &str = "letsencrypt";
+const CA_STAGING: &str = "letsencrypt-staging";
 pub const UNMAPPED: &str = "tracker-gitops has no counterpart for it";
 
 /// A secret of the upstream file, now a reference: the CI secret to create.
@@ -134,40 +137,39 @@ impl Ledger {
         })
     }
 
-    /// An HTTP service at `at`: its listener, then its TLS settings.
-    fn service(&mut self, document: &Document, at: &str, bind: &str, tls: &Tls) -> SocketAddr {
-        let address = self.listener(document, at, bind);
-        self.tls(at, tls);
-        address
+    /// An HTTP service at `at`: its listener, and its domain when it is
+    /// served over HTTPS.
+    fn service(
+        &mut self,
+        document: &Document,
+        at: &str,
+        bind: &str,
+        tls: &Tls,
+    ) -> (SocketAddr, Option<String>) {
+        (self.listener(document, at, bind), self.tls(at, tls))
     }
 
-    /// A service's `domain` and `use_tls_proxy`, which carry nothing yet:
-    /// without TLS the domain only named the service in upstream's URLs.
-    fn tls(&mut self, at: &str, tls: &Tls) {
+    /// A service's `domain` and `use_tls_proxy`: the domain it is served
+    /// under over HTTPS, when it is. Without TLS the domain only named the
+    /// service in upstream's URLs.
+    fn tls(&mut self, at: &str, tls: &Tls) -> Option<String> {
         let domain = format!("{at}/domain");
         let proxy = format!("{at}/use_tls_proxy");
-        match (tls.tls_domain(), &tls.domain, tls.use_tls_proxy) {
-            (Some(_), _, _) => {
-                self.drop(
-                    proxy,
-                    format!(
-                        "HTTPS: {NOT_SUPPORTED_YET}; the service is served over plain HTTP on its port"
-                    ),
-                );
-                self.drop(domain, "only used for HTTPS, which is not carried over");
-                return;
-            }
-            (None, Some(_), _) => self.drop(
+        if tls.use_tls_proxy.is_some() {
+            self.consumed.push(proxy);
+        }
+        if let Some(name) = tls.tls_domain() {
+            self.carry(domain.clone(), domain);
+            return Some(name.to_string());
+        }
+        if tls.domain.is_some() {
+            self.drop(
                 domain,
                 "without `use_tls_proxy` the upstream deployer serves plain HTTP and only shows \
                  the name in URLs; a domain in tracker-gitops means HTTPS",
-            ),
-            (None, None, _) => {}
+            );
         }
-        if tls.use_tls_proxy.is_some() {
-            // `false`: no TLS, as here by default.
-            self.consumed.push(proxy);
-        }
+        None
     }
 }
 
@@ -209,20 +211,24 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
         }
     });
     let grafana = file.grafana.as_ref().map(|g| grafana(g, &mut ledger));
-    for section in ["https", "backup"] {
-        if document.place(&format!("/{section}")).is_some() {
-            ledger.drop(format!("/{section}"), NOT_SUPPORTED_YET);
-        }
+    if document.place("/backup").is_some() {
+        ledger.drop("/backup", NOT_SUPPORTED_YET);
     }
     let deploy = deploy(&file.ssh_credentials, name, &mut ledger);
-    let result = EnvironmentFile {
+    let mut result = EnvironmentFile {
         schema: Some(SCHEMA_REFERENCE.to_string()),
         description: file.environment.description.clone(),
         tracker,
         prometheus,
         grafana,
+        https: None,
         deploy,
     };
+    let served = !result.domains().is_empty();
+    result.https = file
+        .https
+        .as_ref()
+        .and_then(|h| https(h, served, &mut ledger));
     (result, ledger)
 }
 
@@ -268,25 +274,33 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
         .enumerate()
         .map(|(i, http)| {
             let at = format!("/tracker/http_trackers/{i}");
-            Listener {
-                bind_address: ledger.service(document, &at, &http.bind_address, &http.tls),
+            let (bind_address, domain) =
+                ledger.service(document, &at, &http.bind_address, &http.tls);
+            HttpTracker {
+                bind_address,
+                domain,
             }
         })
         .collect();
     ledger.carry("/tracker/http_trackers", "/tracker/http_trackers");
     let api = &tracker.http_api;
+    let (bind_address, domain) =
+        ledger.service(document, "/tracker/http_api", &api.bind_address, &api.tls);
     let http_api = HttpApi {
-        bind_address: ledger.service(document, "/tracker/http_api", &api.bind_address, &api.tls),
+        bind_address,
         admin_token: ledger.secret("/tracker/http_api/admin_token", &api.admin_token),
+        domain,
     };
     let health = &tracker.health_check_api;
+    let (bind_address, domain) = ledger.service(
+        document,
+        "/tracker/health_check_api",
+        &health.bind_address,
+        &health.tls,
+    );
     let health_check_api = HealthCheckApi {
-        bind_address: ledger.service(
-            document,
-            "/tracker/health_check_api",
-            &health.bind_address,
-            &health.tls,
-        ),
+        bind_address,
+        domain,
     };
     Tracker {
         image: TRACKER_IMAGE.to_string(),
@@ -350,13 +364,11 @@ fn grafana(grafana: &upstream::Grafana, ledger: &mut Ledger) -> Grafana {
     ledger.carry("/grafana", "/grafana");
     ledger.carry("/grafana/admin_user", "/grafana/admin_user");
     let admin_password = ledger.secret("/grafana/admin_password", &grafana.admin_password);
-    let domain = grafana.tls.tls_domain().map(str::to_string);
+    let domain = ledger.tls("/grafana", &grafana.tls);
     let publish = if domain.is_some() {
-        ledger.carry("/grafana/domain", "/grafana/domain");
-        ledger.consumed.push("/grafana/use_tls_proxy".into());
+        // Served through Caddy: never written (see `without_grafana_publish`).
         default_grafana_publish()
     } else {
-        ledger.tls("/grafana", &grafana.tls);
         ledger.choose(
             "/grafana/publish",
             "0.0.0.0:3000",
@@ -372,6 +384,32 @@ fn grafana(grafana: &upstream::Grafana, ledger: &mut Ledger) -> Grafana {
         publish,
         domain,
     }
+}
+
+/// The `https` section, when a service is served over HTTPS (else it would
+/// serve nothing, which this tool refuses).
+fn https(https: &upstream::Https, served: bool, ledger: &mut Ledger) -> Option<Https> {
+    if !served {
+        ledger.drop(
+            "/https",
+            "no service has `use_tls_proxy`: nothing is served over HTTPS",
+        );
+        return None;
+    }
+    ledger.carry("/https", "/https");
+    ledger.carry("/https/email", "/https/admin_email");
+    ledger.carry("/https/ca", "/https/use_staging");
+    Some(Https {
+        email: https.admin_email.clone(),
+        ca: if https.use_staging {
+            CA_STAGING
+        } else {
+            CA_PRODUCTION
+        }
+        .to_string(),
+        ca_root: None,
+        image: default_caddy_image(),
+    })
 }
 
 fn deploy(ssh: &upstream::SshCredentials, name: &str, ledger: &mut Ledger) -> Deploy {

@@ -181,6 +181,13 @@ pub fn import(
 
     let mut written = serde_json::to_string_pretty(&result).expect("an environment serializes");
     written.push('\n');
+    if result
+        .grafana
+        .as_ref()
+        .is_some_and(|g| result.behind_tls(&g.domain))
+    {
+        written = without_grafana_publish(&written);
+    }
     let checked = environment::check_new(dir, &target, written.as_bytes(), namespace)?;
     let (moved, kept): (Vec<_>, Vec<_>) = checked
         .report
@@ -245,6 +252,25 @@ fn string_spans(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     }
     spans.extend(start.map(|from| from..bytes.len()));
     spans
+}
+
+/// `text` without Grafana's `publish`: the model always has one, and behind
+/// HTTPS the file must not (Grafana is then reached through Caddy only).
+/// The member's line goes; a `domain` follows it, so the JSON stays valid.
+fn without_grafana_publish(text: &str) -> String {
+    let document = Document::parse(text.as_bytes()).expect("serde_json writes JSON");
+    let Some(place) = document.place("/grafana/publish") else {
+        return text.to_string();
+    };
+    let start = place
+        .key
+        .as_ref()
+        .map_or(place.value.start, |key| key.start);
+    let start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[place.value.end..]
+        .find('\n')
+        .map_or(text.len(), |i| place.value.end + i + 1);
+    format!("{}{}", &text[..start], &text[end..])
 }
 
 /// Whether `value` is an upstream environment file, valid or not.

@@ -38,6 +38,7 @@ pub struct File {
     pub tracker: Tracker,
     pub prometheus: Option<Prometheus>,
     pub grafana: Option<Grafana>,
+    pub https: Option<Https>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +136,13 @@ pub struct Grafana {
     pub admin_password: String,
     #[serde(flatten)]
     pub tls: Tls,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Https {
+    pub admin_email: String,
+    #[serde(default)]
+    pub use_staging: bool,
 }
 
 // The upstream deployer's defaults for keys left out.

@@ -7,7 +7,7 @@ use super::{
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
-const PORT: u16 = 3000;
+pub const PORT: u16 = 3000;
 
 /// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
 pub const PROVISIONING_DIR: BindDir = BindDir {
@@ -44,7 +44,10 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(grafana);
-    component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    // Served over HTTPS by Caddy when it has a domain; else on its own port.
+    if !env.file.behind_tls(&g.domain) {
+        component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    }
     component.secret(PASSWORD_SECRET, g.admin_password.name());
     component.volume("grafana_data", "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);

@@ -9,6 +9,7 @@
 //! them: what changes between two stacks (`change.rs`) and what recreating a
 //! service costs (`cost.rs`).
 
+pub(crate) mod caddy;
 mod change;
 pub(crate) mod cost;
 mod database;
@@ -273,6 +274,7 @@ impl Component {
             scheme,
             address,
             path: path.into(),
+            domain: None,
         });
     }
 
@@ -322,6 +324,7 @@ impl Stack {
             database::component(env),
             prometheus::component(env),
             grafana::component(env),
+            caddy::component(env),
         ]
         .into_iter()
         .flatten()

@@ -54,6 +54,15 @@ fn every_fixture_imports_validates_and_renders() {
     }
 }
 
+/// The domain a service of the upstream file is served under with TLS, or null.
+fn tls_domain(service: &Value) -> Value {
+    if service["use_tls_proxy"] == true {
+        service["domain"].clone()
+    } else {
+        Value::Null
+    }
+}
+
 /// The ports the rendered stack publishes for `service`, as `ip:port/protocol`.
 fn published(stack: &Value, service: &str) -> Vec<String> {
     let services = stack["stack"]["services"].as_array().unwrap();
@@ -101,12 +110,26 @@ fn settings_carry_over_field_by_field() {
                 .map(|l| &l["bind_address"])
                 .collect();
             assert_eq!(carried, expected, "{}", at(list));
-            for address in expected {
-                let address = format!("{}/{protocol}", address.as_str().unwrap());
-                assert!(
+            for (listener, ours) in up[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(ours[list].as_array().unwrap())
+            {
+                let address = format!("{}/{protocol}", listener["bind_address"].as_str().unwrap());
+                // Behind HTTPS a tracker is reached through Caddy only.
+                let plain = tls_domain(listener).is_null();
+                assert_eq!(
                     published(&stack, "tracker").contains(&address),
+                    plain,
                     "{}",
                     at(&address)
+                );
+                assert_eq!(
+                    ours.get("domain").unwrap_or(&Value::Null),
+                    &tls_domain(listener),
+                    "{}",
+                    at(list)
                 );
             }
         }
@@ -116,6 +139,48 @@ fn settings_carry_over_field_by_field() {
                 up[service]["bind_address"],
                 "{}",
                 at(service)
+            );
+            assert_eq!(
+                ours[service].get("domain").unwrap_or(&Value::Null),
+                &tls_domain(&up[service]),
+                "{}",
+                at(service)
+            );
+        }
+
+        // HTTPS: when a service is served over it.
+        let served = !env["tracker"]["http_trackers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("domain").is_none());
+        if served {
+            let https = &upstream["https"];
+            assert_eq!(
+                env["https"]["email"],
+                https["admin_email"],
+                "{}",
+                at("https")
+            );
+            let staging = https["use_staging"] == true;
+            assert_eq!(
+                env["https"]["ca"],
+                if staging {
+                    "letsencrypt-staging"
+                } else {
+                    "letsencrypt"
+                },
+                "{}",
+                at("ca")
+            );
+            assert_eq!(
+                published(&stack, "caddy")
+                    .iter()
+                    .filter(|p| p.ends_with(":443/tcp"))
+                    .count(),
+                1,
+                "{}",
+                at("caddy")
             );
         }
         assert_eq!(
@@ -194,25 +259,21 @@ fn settings_carry_over_field_by_field() {
                 env["grafana"]["admin_password"],
                 serde_json::json!({"secret": "GRAFANA_ADMIN_PASSWORD"})
             );
-            let tls = grafana["use_tls_proxy"] == true;
+            let domain = tls_domain(grafana);
             assert_eq!(
-                env["grafana"]["domain"],
-                if tls {
-                    grafana["domain"].clone()
-                } else {
-                    Value::Null
-                },
+                env["grafana"].get("domain").unwrap_or(&Value::Null),
+                &domain,
                 "{}",
                 at("grafana domain")
             );
-            let expected = if tls {
-                "127.0.0.1:3000/tcp"
+            let expected: &[&str] = if domain.is_null() {
+                &["0.0.0.0:3000/tcp"]
             } else {
-                "0.0.0.0:3000/tcp"
+                &[]
             };
             assert_eq!(
                 published(&stack, "grafana"),
-                [expected],
+                expected,
                 "{}",
                 at("grafana publish")
             );
@@ -236,20 +297,40 @@ fn settings_carry_over_field_by_field() {
 }
 
 #[test]
-fn https_and_backup_are_reported_not_carried_over() {
+fn backup_is_reported_not_carried_over() {
     let fixture = repo_root().join("tests/fixtures/upstream/full-stack-lxd.json");
     let (run, project, name) = import(&fixture);
-    let run = run.expect(0);
-    let stderr = run.stderr();
-    for (line, key) in [(61, "https"), (74, "backup"), (53, "use_tls_proxy")] {
-        assert!(
-            stderr.contains(&format!("full-stack-lxd.json:{line}:"))
-                && stderr.contains(&format!("`{key}` is not carried over [not-imported]")),
-            "{key}:\n{stderr}"
-        );
-    }
+    run.expect(0).expect_stderr(
+        "full-stack-lxd.json:74:3: warning: `backup` is not carried over [not-imported]",
+    );
     let env = json(&project.read(&format!("environments/{name}.json")));
-    assert!(env.get("https").is_none() && env.get("backup").is_none());
+    assert!(env.get("backup").is_none());
+}
+
+#[test]
+fn https_carries_over_only_with_a_service_to_serve() {
+    // Upstream's `https` without `use_tls_proxy` anywhere serves nothing.
+    let (run, project) = import_text(&edited(|v| {
+        v["https"] = serde_json::json!({"admin_email": "ops@example.com"});
+    }));
+    run.expect(0)
+        .expect_stderr("`https` is not carried over [not-imported]")
+        .expect_stderr("hint: no service has `use_tls_proxy`");
+    assert!(
+        json(&project.read("environments/minimal-lxd.json"))
+            .get("https")
+            .is_none()
+    );
+
+    // A service behind TLS without `https`: invalid upstream too, located there.
+    let (run, _) = import_text(&edited(|v| {
+        v["tracker"]["http_api"]["domain"] = "api.example.com".into();
+        v["tracker"]["http_api"]["use_tls_proxy"] = true.into();
+    }));
+    run.expect(1)
+        .expect_stderr("upstream.json:")
+        .expect_stderr("[domain-without-https]")
+        .expect_stderr("at: /tracker/http_api/domain");
 }
 
 /// Every secret value of an upstream file: its secret fields, wherever they are.
