@@ -120,7 +120,7 @@ pub(super) fn render(
         Box::new(io::stdout().lock())
     };
     let mut report = Report {
-        check: check,
+        check,
         up_to_date: true,
         environments: Vec::new(),
         orphans: Vec::new(),
