@@ -6,12 +6,14 @@
 //! failed deploy); 2 the tool could not do its job, or refused.
 
 mod args;
+mod backup;
 mod deploy;
 mod init;
 mod load;
 mod plan;
 mod publish;
 mod render;
+mod restore;
 mod rollback;
 mod schema;
 mod status;
@@ -59,6 +61,10 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Take a verified backup of an environment's database now (--list: list them).
+    Backup(backup::Args),
+    /// Restore an environment's database from a backup, stopping only the tracker.
+    Restore(restore::Args),
 }
 
 /// What a command concluded about the thing it checked or did.
@@ -111,5 +117,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Backup(args) => backup::run(&args),
+        Command::Restore(args) => restore::run(&args),
     }
 }

@@ -1,11 +1,15 @@
-//! What `deploy`, `rollback` and `status` share: the target environment,
-//! loaded and valid, the SSH connection to its VM, and the checks a commit
-//! passes before the VM is touched.
+//! What `deploy`, `rollback`, `status`, `backup` and `restore` share: the
+//! target environment, loaded and valid, the SSH connection to its VM, the
+//! checks a commit passes before the VM is touched, and how a data op runs
+//! and reports.
+
+use std::io;
 
 use anyhow::Result;
+use serde_json::json;
 
-use super::args::{Checks, VmTarget};
-use super::{Invalid, load};
+use super::args::{Checks, Format, VmTarget};
+use super::{Conclusion, Invalid, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
 use crate::git;
@@ -83,4 +87,78 @@ pub fn verify(
     );
     // The VM checks out exactly the verified commit.
     Ok(verified.commit)
+}
+
+/// Runs a data op (backup, backups, restore) on the target's VM: steps and
+/// their times on stderr, or in the JSON object on stdout with `--format
+/// json`, which also carries a failure.
+pub fn data_op(
+    target: &VmTarget,
+    format: Format,
+    op: deploy::DataOp,
+    report: impl Fn(&Environment, &deploy::DataReport) -> serde_json::Value,
+) -> Result<Conclusion> {
+    let result = (|| {
+        let env = load_target(target)?;
+        let connection = connect(target, &env)?;
+        let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+        let health_url = crate::stack::tracker_health_url(&env);
+        let request = deploy::DataRequest {
+            root: &env.file.deploy.path,
+            caller: &caller,
+            lock_wait: deploy::LOCK_WAIT,
+            health_url: &health_url,
+        };
+        let done = deploy::data_op(&connection, &request, op, &mut io::stderr())?;
+        Ok::<_, anyhow::Error>((env, done))
+    })();
+    let (env, done) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            if format == Format::Json {
+                let message = if e.is::<Invalid>() {
+                    "invalid environment files".to_string()
+                } else {
+                    e.to_string()
+                };
+                print_json(json!({ "error": { "code": "error", "message": message } }));
+            }
+            return Err(e);
+        }
+    };
+    if format == Format::Json {
+        let mut object = report(&env, &done);
+        object["result"] = json!(done.outcome.word());
+        object["steps"] = done
+            .steps
+            .iter()
+            .map(|(step, time)| json!({ "step": step, "seconds": time.as_secs_f64() }))
+            .collect();
+        object["total_seconds"] = json!(done.total.as_secs_f64());
+        print_json(object);
+    } else {
+        for (step, time) in &done.steps {
+            eprintln!("  {step} {:.2}s", time.as_secs_f64());
+        }
+    }
+    match done.outcome {
+        deploy::DataOutcome::BackedUp
+        | deploy::DataOutcome::Listed
+        | deploy::DataOutcome::Restored => Ok(Conclusion::Success),
+        deploy::DataOutcome::Failed => Ok(Conclusion::Failure),
+        deploy::DataOutcome::Refused => anyhow::bail!("the VM refused (see above): nothing done"),
+        deploy::DataOutcome::LockBusy => anyhow::bail!("deploy in progress: nothing done"),
+    }
+}
+
+/// One JSON object on stdout, `format_version` first (serde_json's maps sort
+/// their keys, so it is written ahead of the others).
+fn print_json(fields: serde_json::Value) {
+    let text = fields.to_string();
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_default();
+    let comma = if inner.is_empty() { "" } else { "," };
+    println!("{{\"format_version\":1{comma}{inner}}}");
 }

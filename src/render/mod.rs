@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::environment::{ConfigSchema, Database, Environment};
-use crate::stack::{Part, Stack, grafana, prometheus, tracker};
+use crate::stack::{Part, Stack, URL_ENCODED_PREFIX, backup, grafana, prometheus, tracker};
 use crate::tree::Tree;
 
 /// The templates shipped in the binary, by name.
@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "docker-compose.yml.hbs",
         include_str!("../../templates/docker-compose.yml.hbs"),
     ),
+    ("backup.sh.hbs", include_str!("../../templates/backup.sh.hbs")),
     (
         "tracker-2.0.0.toml.hbs",
         include_str!("../../templates/tracker-2.0.0.toml.hbs"),
@@ -229,6 +230,25 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
             )?,
         );
     }
+    if let Some(backup) = &env.file.backup {
+        tree.insert(
+            backup::CONFIG_DIR.tree_path(backup::SCRIPT_FILE),
+            templates.render(
+                "backup.sh.hbs",
+                &context::BackupScript::new(&header, env, backup),
+            )?,
+        );
+        // busybox crond runs each job with `sh -c`; its output goes to the
+        // container's log.
+        tree.insert(
+            backup::CONFIG_DIR.tree_path(backup::CRONTAB_FILE),
+            format!(
+                "{header}\n{} /bin/sh {} take scheduled >/proc/1/fd/2 2>&1\n",
+                backup.schedule,
+                backup::script()
+            ),
+        );
+    }
     for service in &mut stack.services {
         service.config_hash = tree.hash_under(service.bind_sources());
     }
@@ -346,6 +366,9 @@ fn compose_helper(
                         Part::Text(text) => compose_literal(text),
                         Part::Secret(name) => {
                             format!("${{{name}:?secret {name} is not set}}")
+                        }
+                        Part::SecretInUrl(name) => {
+                            format!("${{{URL_ENCODED_PREFIX}{name}:?secret {name} is not set}}")
                         }
                     })
                     .collect::<String>(),

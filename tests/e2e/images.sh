@@ -3,11 +3,15 @@
 # registry: FROM scratch plus files copied from this machine (binaries, the
 # shared libraries `ldd` reports, the dynamic loader, a static busybox).
 #
-#   images.sh [all|tracker|prometheus]...     (default: all)
+#   images.sh [all|tracker|prometheus|mariadb|backup]...     (default: all)
 #
 #   tracker-gitops-e2e/tracker:3.0.0     torrust-tracker 3.0.0 from crates.io
 #                                        (see .ci/install), release-image layout
 #   tracker-gitops-e2e/prometheus:2.42   Debian's prometheus, prom/prometheus layout
+#   tracker-gitops-e2e/mariadb:10.11     Debian's mariadb-server, the official
+#                                        images' environment (mariadb-entry.sh)
+#   tracker-gitops-e2e/backup:1          the backup service's tools: busybox,
+#                                        flock, sqlite3, mariadb-client
 #
 # Each image carries the label org.tracker-gitops.inputs-hash (sha256 of
 # everything that went in); an image whose label matches is not rebuilt.
@@ -19,6 +23,8 @@ TRACKER_BIN_DIR=${TRACKER_BIN_DIR:-/var/cache/tracker-gitops/torrust-tracker-3.0
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 TRACKER_IMAGE=tracker-gitops-e2e/tracker:3.0.0
 PROMETHEUS_IMAGE=tracker-gitops-e2e/prometheus:2.42
+MARIADB_IMAGE=tracker-gitops-e2e/mariadb:10.11
+BACKUP_IMAGE=tracker-gitops-e2e/backup:1
 HASH_LABEL=org.tracker-gitops.inputs-hash
 
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -159,14 +165,48 @@ build_prometheus() {
   build_image "$PROMETHEUS_IMAGE" "$ctx"
 }
 
+build_mariadb() {
+  local ctx="$STAGE/mariadb" rootfs="$STAGE/mariadb/rootfs" b
+  mkdir -p "$rootfs"
+  add_elf "$rootfs" /usr/sbin/mariadbd /usr/sbin/mariadbd
+  for b in mariadb mariadb-admin my_print_defaults resolveip; do
+    add_elf "$rootfs" "/usr/bin/$b" "/usr/bin/$b"
+  done
+  ln -s mariadb-admin "$rootfs/usr/bin/mysqladmin"
+  # A shell script (/bin/sh: busybox here) with the SQL it loads.
+  install -D -m 0755 /usr/bin/mariadb-install-db "$rootfs/usr/bin/mariadb-install-db"
+  mkdir -p "$rootfs/usr/share"
+  cp -r /usr/share/mysql "$rootfs/usr/share/mysql"
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  install -D -m 0644 "$HERE/images/mariadb.cnf" "$rootfs/etc/mysql/my.cnf"
+  install -D -m 0555 "$HERE/images/mariadb-entry.sh" "$rootfs/usr/local/bin/entry.sh"
+  cp "$HERE/images/mariadb.Dockerfile" "$ctx/Dockerfile"
+  build_image "$MARIADB_IMAGE" "$ctx"
+}
+
+build_backup() {
+  local ctx="$STAGE/backup" rootfs="$STAGE/backup/rootfs" b
+  mkdir -p "$rootfs"
+  for b in sqlite3 mariadb mariadb-dump flock; do
+    add_elf "$rootfs" "/usr/bin/$b" "/usr/bin/$b"
+  done
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  cp "$HERE/images/backup.Dockerfile" "$ctx/Dockerfile"
+  build_image "$BACKUP_IMAGE" "$ctx"
+}
+
 command -v docker >/dev/null || die "docker not found"
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) build_tracker; build_prometheus ;;
+    all) build_tracker; build_prometheus; build_mariadb; build_backup ;;
     tracker) build_tracker ;;
     prometheus) build_prometheus ;;
-    *) die "unknown image '$t' (all|tracker|prometheus)" ;;
+    mariadb) build_mariadb ;;
+    backup) build_backup ;;
+    *) die "unknown image '$t' (all|tracker|prometheus|mariadb|backup)" ;;
   esac
 done

@@ -1,0 +1,48 @@
+//! `restore`: put a backup back into the database of a deployed stack. Only
+//! the tracker stops, for the swap; the deploy lock keeps deploys out, and the
+//! VM audits it.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Conclusion;
+use super::args::{Format, VmTarget};
+use super::vm;
+use crate::deploy::{self, DataOp};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: VmTarget,
+    /// The backup, by name (`backup --list` shows them), e.g. 20250101T031700Z.
+    #[arg(long = "from", value_name = "BACKUP")]
+    from: String,
+    /// Seconds the tracker gets to become healthy again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    timeout: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+pub fn run(args: &Args) -> Result<Conclusion> {
+    vm::data_op(
+        &args.target,
+        args.format,
+        DataOp::Restore {
+            backup: &args.from,
+            timeout: Duration::from_secs(args.timeout),
+        },
+        |env, report| {
+            if args.format == Format::Human {
+                if let Some(rows) = &report.restored {
+                    let rows = deploy::rows_text(rows);
+                    println!("restored {} into {}: rows {rows}", args.from, env.name);
+                }
+            }
+            json!({ "environment": env.name, "backup": args.from, "rows": report.restored })
+        },
+    )
+}
