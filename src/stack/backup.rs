@@ -6,7 +6,7 @@
 //! into a scratch database and prunes old ones; the same script serves
 //! `tracker-gitops backup` and `restore` through `docker compose exec`.
 
-use super::{Access, BindDir, Component, Service, database, secret_path, tracker};
+use super::{Access, BindDir, Component, Service, database, healthcheck, secret_path, tracker};
 use crate::environment::{Database, Environment};
 
 pub const SERVICE: &str = "backup";
@@ -40,6 +40,9 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ];
     // crond reads the schedule in local time: the schedule is UTC.
     service.env("TZ", "UTC");
+    // Healthy when a backup could be taken: the backup directory writable,
+    // MySQL answering its root account.
+    service.healthcheck = Some(healthcheck(&["CMD", "/bin/sh", &script(), "health"]));
     service.bind(CONFIG_DIR);
     service.mount(".", CHECKOUT, Some(Access::ReadOnly));
     service.mount(backup.path.as_str(), BACKUPS, None);
