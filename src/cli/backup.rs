@@ -23,22 +23,21 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {
-    let op = if args.list { DataOp::List } else { DataOp::Backup };
+    let op = if args.list {
+        DataOp::List
+    } else {
+        DataOp::Backup
+    };
     let human = args.format == Format::Human;
-    vm::data_op(
-        &args.target,
-        args.format,
-        op,
-        |env, report| {
-            if human {
-                print(&env.name, args.list, &report.backups);
-            }
-            match op {
-                DataOp::List => json!({ "environment": env.name, "backups": report.backups }),
-                _ => json!({ "environment": env.name, "backup": report.backups.first() }),
-            }
-        },
-    )
+    vm::data_op(&args.target, args.format, op, |env, report| {
+        if human {
+            print(&env.name, args.list, &report.backups);
+        }
+        match op {
+            DataOp::List => json!({ "environment": env.name, "backups": report.backups }),
+            _ => json!({ "environment": env.name, "backup": report.backups.first() }),
+        }
+    })
 }
 
 fn print(env: &str, list: bool, backups: &[deploy::BackupEntry]) {

@@ -101,7 +101,7 @@ pub struct DataReport {
 
 impl DataRequest<'_> {
     /// The script, its prelude holding this request.
-    fn script(&self, op: DataOp) -> String {
+    pub fn script(&self, op: DataOp) -> String {
         let prelude = Prelude::new()
             .set("root", self.root)
             .set("actor", &self.caller.actor)
@@ -119,12 +119,14 @@ impl DataRequest<'_> {
     }
 }
 
-/// The op's word on the wire.
-fn op_word(op: DataOp) -> &'static str {
-    match op {
-        DataOp::Backup => "backup",
-        DataOp::List => "backups",
-        DataOp::Restore { .. } => "restore",
+impl DataOp<'_> {
+    /// The op's word on the wire (`bash -s -- WORD`).
+    pub fn word(self) -> &'static str {
+        match self {
+            DataOp::Backup => "backup",
+            DataOp::List => "backups",
+            DataOp::Restore { .. } => "restore",
+        }
     }
 }
 
@@ -141,7 +143,7 @@ pub fn data_op(
     let mut restored = None;
     let session = run_script(
         connection,
-        op_word(op),
+        op.word(),
         request.script(op),
         progress,
         |words| match words {
@@ -201,7 +203,10 @@ mod tests {
         .unwrap();
         assert_eq!(entry.rows["torrents"], 1);
         assert_eq!(rows_text(&entry.rows), "keys=0, torrents=1, whitelist=0");
-        assert_eq!(BackupEntry::parse(&["x", "y", "z", "no-number", "a=1"]), None);
+        assert_eq!(
+            BackupEntry::parse(&["x", "y", "z", "no-number", "a=1"]),
+            None
+        );
         assert_eq!(BackupEntry::parse(&["x", "y", "z", "1", "a=b"]), None);
         assert_eq!(BackupEntry::parse(&["x"]), None);
     }

@@ -127,12 +127,18 @@ tg_run() {
 # secret name can change how this script runs.
 tg_compose() {
   local limit=$1 i
+  local -a encoded=()
   shift
   cd "$tg_checkout" || exit 1
+  # Encoded first: once exported, a secret named like a shell variable
+  # (FUNCNEST…) could change how a function runs.
   for i in "${!tg_env_names[@]}"; do
-    export "${tg_env_names[i]}=${tg_env_values[i]}"
     tg_urlencode "${tg_env_values[i]}"
-    export "TG_URLENCODED_${tg_env_names[i]}=$tg_encoded"
+    encoded[i]=$tg_encoded
+  done
+  for i in "${!tg_env_names[@]}"; do
+    export "${tg_env_names[i]}=${tg_env_values[i]}" \
+      "TG_URLENCODED_${tg_env_names[i]}=${encoded[i]}"
   done
   if [[ $limit == - ]]; then exec docker compose "$@"; fi
   exec timeout "$limit" docker compose "$@"

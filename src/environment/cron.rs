@@ -27,7 +27,9 @@ pub fn problem(expression: &str) -> Option<String> {
         .find_map(|(field, (name, min, max))| {
             let ok = field.split(',').all(|item| item_ok(item, min, max));
             (!ok).then(|| {
-                format!("the {name} field `{field}` is not a list of {min}-{max}, `*`, `a-b` or `…/n`")
+                format!(
+                    "the {name} field `{field}` is not a list of {min}-{max}, `*`, `a-b` or `…/n`"
+                )
             })
         })
 }
@@ -45,7 +47,9 @@ fn item_ok(item: &str, min: u32, max: u32) -> bool {
     let in_range = |n: u32| (min..=max).contains(&n);
     let range_ok = match range.split_once('-') {
         _ if range == "*" => true,
-        Some((a, b)) => matches!((number(a), number(b)), (Some(a), Some(b)) if in_range(a) && in_range(b) && a <= b),
+        Some((a, b)) => {
+            matches!((number(a), number(b)), (Some(a), Some(b)) if in_range(a) && in_range(b) && a <= b)
+        }
         None => number(range).is_some_and(in_range),
     };
     range_ok && step.is_none_or(|s| number(s).is_some_and(|n| (1..=max.max(1)).contains(&n)))
@@ -57,15 +61,31 @@ mod tests {
 
     #[test]
     fn busybox_crond_expressions() {
-        for good in ["17 3 * * *", "*/15 * * * *", "0 0-6/2 1,15 * 0", "0 0 * 12 7"] {
+        for good in [
+            "17 3 * * *",
+            "*/15 * * * *",
+            "0 0-6/2 1,15 * 0",
+            "0 0 * 12 7",
+        ] {
             assert_eq!(problem(good), None, "{good}");
         }
         assert_eq!(
             problem("0 3 * *").as_deref(),
             Some("4 fields, not 5 (minute hour day-of-month month day-of-week)")
         );
-        for bad in ["60 3 * * *", "0 24 * * *", "0 3 0 * *", "0 3 * 13 *", "0 3 * * 8",
-            "0 3 * * mon", "*/0 * * * *", "5-1 * * * *", "@daily 1 2 3 4", "0 3 * * 1,", "- * * * *"] {
+        for bad in [
+            "60 3 * * *",
+            "0 24 * * *",
+            "0 3 0 * *",
+            "0 3 * 13 *",
+            "0 3 * * 8",
+            "0 3 * * mon",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "@daily 1 2 3 4",
+            "0 3 * * 1,",
+            "- * * * *",
+        ] {
             assert!(problem(bad).is_some(), "{bad}");
         }
     }

@@ -26,7 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "docker-compose.yml.hbs",
         include_str!("../../templates/docker-compose.yml.hbs"),
     ),
-    ("backup.sh.hbs", include_str!("../../templates/backup.sh.hbs")),
+    (
+        "backup.sh.hbs",
+        include_str!("../../templates/backup.sh.hbs"),
+    ),
     (
         "tracker-2.0.0.toml.hbs",
         include_str!("../../templates/tracker-2.0.0.toml.hbs"),

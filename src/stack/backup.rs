@@ -33,11 +33,7 @@ pub fn script() -> String {
 pub(super) fn component(env: &Environment) -> Option<Component> {
     let backup = env.file.backup.as_ref()?;
     let mut service = Service::new(SERVICE, &backup.image);
-    service.command = vec![
-        "/bin/sh".into(),
-        script(),
-        "schedule".into(),
-    ];
+    service.command = vec!["/bin/sh".into(), script(), "schedule".into()];
     // crond reads the schedule in local time: the schedule is UTC.
     service.env("TZ", "UTC");
     // Healthy when a backup could be taken: the backup directory writable,
@@ -101,11 +97,7 @@ mod tests {
         assert_eq!(
             mounts,
             [
-                (
-                    "./storage/backup/etc",
-                    "/etc/tracker-gitops/backup",
-                    None
-                ),
+                ("./storage/backup/etc", "/etc/tracker-gitops/backup", None),
                 (".", "/stack", Some(Access::ReadOnly)),
                 ("/srv/backups", "/backups", None),
                 (

@@ -12,14 +12,14 @@ use serde_json::json;
 
 use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
 
-const PROJECT: &str = "tracker-e2e";
-const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
+pub(crate) const PROJECT: &str = "tracker-e2e";
+pub(crate) const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
 
-fn e2e_script(name: &str) -> PathBuf {
+pub(crate) fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
 }
 
-fn sh(program: &str, args: &[&str]) -> String {
+pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     let output = Std::new(program).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -29,7 +29,7 @@ fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .unwrap()
@@ -112,6 +112,20 @@ impl Drop for Vm {
     }
 }
 
+/// The local images built, no stack of an earlier run left, and the VM
+/// started for `project`, whose repository the VM clones.
+pub(crate) fn start_vm(project: &Project) -> Vm {
+    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    // The deploy user clones origin.git from inside the (0700) temp dir.
+    sh("chmod", &["0755", project.path().to_str().unwrap()]);
+    let _ = Std::new("docker")
+        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
+        .output();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
+    vm
+}
+
 /// `NAME='value'` lines (vm.sh single-quotes every value).
 fn parse_vm_env(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -123,7 +137,7 @@ fn parse_vm_env(text: &str) -> Vec<(String, String)> {
 
 /// The e2e environment (tests/e2e/environment.json, which the deploy
 /// benchmark shares) on this VM, with this announce interval.
-fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
+pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
     let text = std::fs::read_to_string(e2e_script("environment.json")).unwrap();
     let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
     env["tracker"]["core"]["announce_policy"]["interval"] = json!(interval);
@@ -136,7 +150,7 @@ fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
 
 /// Everything the binary printed, to search for the token at the end.
 #[derive(Default)]
-struct Transcript(std::sync::Mutex<String>);
+pub(crate) struct Transcript(pub(crate) std::sync::Mutex<String>);
 
 impl Transcript {
     fn keep(&self, run: Run) -> Run {
@@ -147,21 +161,24 @@ impl Transcript {
     }
 }
 
-struct Ctx<'a> {
-    project: &'a Project,
-    token: String,
+pub(crate) struct Ctx<'a> {
+    pub(crate) project: &'a Project,
+    pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
-    renamed_token: String,
-    key: String,
-    log: Transcript,
+    pub(crate) renamed_token: String,
+    /// More secrets, by name.
+    pub(crate) secrets: Vec<(&'static str, String)>,
+    pub(crate) key: String,
+    pub(crate) log: Transcript,
 }
 
 impl Ctx<'_> {
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut command = self.project.command(args);
         command
             .env("TRACKER_ADMIN_TOKEN", &self.token)
-            .env("TRACKER_API_TOKEN", &self.renamed_token);
+            .env("TRACKER_API_TOKEN", &self.renamed_token)
+            .envs(self.secrets.iter().map(|(name, value)| (name, value)));
         self.run_command(command)
     }
 
@@ -179,7 +196,7 @@ impl Ctx<'_> {
     }
 
     /// Render, commit, publish; returns the new deploy-branch tip.
-    fn publish(&self, message: &str, templates: Option<&str>) -> String {
+    pub(crate) fn publish(&self, message: &str, templates: Option<&str>) -> String {
         let overrides: Vec<&str> = templates
             .map(|dir| vec!["--templates", dir])
             .unwrap_or_default();
@@ -196,7 +213,7 @@ impl Ctx<'_> {
             .to_string()
     }
 
-    fn deploy(&self) -> Run {
+    pub(crate) fn deploy(&self) -> Run {
         self.deploy_with(&[])
     }
 
@@ -207,7 +224,7 @@ impl Ctx<'_> {
     }
 }
 
-fn container(service: &str) -> String {
+pub(crate) fn container(service: &str) -> String {
     sh(
         "docker",
         &[
@@ -226,7 +243,7 @@ fn container(service: &str) -> String {
 
 /// Docker's verdict on the tracker: the deploy's gate probes a new container
 /// before Docker's first healthcheck tick, which may still be due.
-fn tracker_health() -> String {
+pub(crate) fn tracker_health() -> String {
     let id = container("tracker");
     let start = std::time::Instant::now();
     loop {
@@ -244,7 +261,7 @@ fn tracker_health() -> String {
 }
 
 /// Status code and body of a plain HTTP/1.0 GET.
-fn http_get(address: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(address: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -273,7 +290,7 @@ fn pgrep(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-fn tracker_client(name: &str, target: &str) {
+pub(crate) fn tracker_client(name: &str, target: &str) {
     let output = Std::new(tracker_bin_dir().join(name))
         .args(["announce", target, INFOHASH])
         .output()
@@ -302,19 +319,13 @@ fn deploy_without_its_secrets_exits_2_before_connecting() {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_rollout_rollback_lock_and_secrets() {
-    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
     let project = Project::with_examples_in_git();
-    // The deploy user clones origin.git from inside the (0700) temp dir.
-    sh("chmod", &["0755", project.path().to_str().unwrap()]);
-    let _ = Std::new("docker")
-        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
-        .output();
-    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
-    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
+    let vm = start_vm(&project);
     let ctx = Ctx {
         project: &project,
         token: format!("e2e-token-{}", random_hex()),
         renamed_token: format!("e2e-renamed-{}", random_hex()),
+        secrets: Vec::new(),
         key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
         log: Transcript::default(),
     };

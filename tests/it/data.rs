@@ -1,0 +1,266 @@
+//! The tracker's data end to end, on the loopback VM of `deploy.rs`: MySQL
+//! (MariaDB from Debian's packages) with a password URL-encoding must get
+//! right, then SQLite; for each, data that survives a restart, an online
+//! backup while announces keep succeeding, and a restore after the data is
+//! dropped. Must run as root.
+
+use std::process::Command as Std;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::deploy::{
+    Ctx, INFOHASH, Transcript, Vm, container, environment, http_get, random_hex, sh, start_vm,
+    tracker_client, tracker_health,
+};
+use crate::harness::{Project, tracker_bin_dir};
+
+const ENV_FILE: &str = "environments/e2e.json";
+
+/// The e2e environment with `database`, persistent completed counts, a
+/// backup section and no Prometheus (not needed here).
+fn data_environment(vm: &Vm, database: Value) -> Value {
+    let mut env = environment(vm, 120);
+    env["tracker"]["core"]["database"] = database;
+    env["tracker"]["core"]["tracker_policy"] = json!({ "persistent_torrent_completed_stat": true });
+    env["backup"] = json!({
+        "schedule": "17 3 * * *",
+        "keep": 3,
+        "path": format!("{}/backups", vm.root),
+        "image": "tracker-gitops-e2e/backup:1",
+    });
+    env.as_object_mut().unwrap().remove("prometheus");
+    env
+}
+
+/// `torrents` and `completed` of the tracker's stats.
+fn stats(ctx: &Ctx) -> (u64, u64) {
+    let (code, body) = http_get(
+        "127.0.0.1:1212",
+        &format!("/api/v1/stats?token={}", ctx.token),
+    );
+    assert_eq!(code, 200, "{body}");
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    (
+        stats["torrents"].as_u64().unwrap(),
+        stats["completed"].as_u64().unwrap(),
+    )
+}
+
+/// Restarts the tracker's container and waits until Docker finds it healthy.
+fn restart_tracker() {
+    sh(
+        "docker",
+        &["restart", "--time", "10", &container("tracker")],
+    );
+    assert_eq!(tracker_health(), "healthy");
+}
+
+/// The JSON object a `--format json` run printed.
+fn json_of(run: &crate::harness::Run) -> Value {
+    let out = run.stdout();
+    assert!(out.starts_with("{\"format_version\":1"), "{out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `step=seconds` of each step of a data op's JSON report, and its total.
+fn timings(report: &Value) -> String {
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}={:.2}s",
+                s["step"].as_str().unwrap(),
+                s["seconds"].as_f64().unwrap()
+            )
+        })
+        .collect();
+    format!(
+        "{} (total {:.2}s)",
+        steps.join(" "),
+        report["total_seconds"].as_f64().unwrap()
+    )
+}
+
+/// Takes a backup while UDP announces run back to back; returns the backup's
+/// report and how many announces there were and failed.
+fn backup_under_load(ctx: &Ctx) -> (Value, usize, usize) {
+    let done = AtomicBool::new(false);
+    let (sent, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let run = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let ok = Std::new(tracker_bin_dir().join("udp_tracker_client"))
+                    .args(["announce", "127.0.0.1:6969", INFOHASH])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        // Announces flow before the backup starts and until it has ended.
+        std::thread::sleep(Duration::from_millis(300));
+        let run = ctx.run(&["backup", "--env", "e2e", "--format", "json"]);
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, Ordering::Relaxed);
+        run
+    });
+    let run = run.expect(0);
+    (json_of(&run), sent.into_inner(), failed.into_inner())
+}
+
+/// Steps 1-3 for the deployed database: data that survives a restart, an
+/// online backup that verifies, a restore after `drop_data`. Returns the
+/// figures for the closing note.
+fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
+    // (1) announce with the tracker's own clients (HTTP: `completed`), restart
+    tracker_client("udp_tracker_client", "127.0.0.1:6969");
+    tracker_client("http_tracker_client", "http://127.0.0.1:7070");
+    let before = stats(ctx);
+    assert_eq!(before, (1, 1), "{driver}: one torrent, completed once");
+    restart_tracker();
+    assert_eq!(
+        stats(ctx),
+        before,
+        "{driver}: the torrent survives a restart"
+    );
+
+    // (2) an online backup while announces keep succeeding; it verifies
+    let (report, sent, failed) = backup_under_load(ctx);
+    assert_eq!(report["result"], "backed-up", "{report}");
+    let backup = &report["backup"];
+    assert_eq!(backup["driver"], driver, "{report}");
+    assert_eq!(backup["rows"]["torrents"], 1, "{report}");
+    assert!(sent > 0);
+    assert_eq!(
+        failed, 0,
+        "{driver}: {failed} of {sent} announces failed during the backup"
+    );
+    let name = backup["name"].as_str().unwrap().to_string();
+    let list = json_of(
+        &ctx.run(&["backup", "--env", "e2e", "--list", "--format", "json"])
+            .expect(0),
+    );
+    assert!(
+        list["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == name.as_str()),
+        "{list}"
+    );
+    let manifest = std::fs::read_to_string(format!("{}/backups/{name}/manifest", vm.root)).unwrap();
+    let deployed = std::fs::read_to_string(format!("{}/deployed", vm.root)).unwrap();
+    assert!(
+        manifest.contains(&format!("commit {}", deployed.trim())),
+        "{manifest}"
+    );
+    let config = format!("{}/backups/{name}/config", vm.root);
+    assert!(std::path::Path::new(&format!("{config}/storage/tracker/etc/tracker.toml")).is_file());
+    assert!(std::path::Path::new(&format!("{config}/docker-compose.yml")).is_file());
+
+    // (3) the data dropped, then restored: the stats are back
+    drop_data();
+    let started = Instant::now();
+    let run = ctx
+        .run(&[
+            "restore", "--env", "e2e", "--from", &name, "--format", "json",
+        ])
+        .expect(0);
+    let restore = json_of(&run);
+    assert_eq!(restore["result"], "restored", "{restore}");
+    assert_eq!(restore["rows"]["torrents"], 1, "{restore}");
+    assert_eq!(stats(ctx), before, "{driver}: restored");
+    let audit = std::fs::read_to_string(format!("{}/audit.log", vm.root)).unwrap();
+    assert!(
+        audit
+            .lines()
+            .last()
+            .unwrap()
+            .contains(&format!("result=restored op=restore backup={name}")),
+        "{audit}"
+    );
+    format!(
+        "{driver}: backup {} with {failed}/{sent} announces failed; restore {} ({:.2}s wall)",
+        timings(&report),
+        timings(&restore),
+        started.elapsed().as_secs_f64()
+    )
+}
+
+#[test]
+#[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, mariadb, sqlite3, root"]
+fn data_e2e_mysql_then_sqlite_backup_and_restore() {
+    let project = Project::with_examples_in_git();
+    let vm = start_vm(&project);
+    // Characters that change a URL's meaning when not percent-encoded.
+    let password = format!("p@ss/w#rd?%25&:{}", random_hex());
+    let root_password = format!("r00t'\"{}", random_hex());
+    let ctx = Ctx {
+        project: &project,
+        token: format!("e2e-token-{}", random_hex()),
+        renamed_token: String::new(),
+        secrets: vec![
+            ("MYSQL_PASSWORD", password.clone()),
+            ("MYSQL_ROOT_PASSWORD", root_password.clone()),
+        ],
+        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
+        log: Transcript::default(),
+    };
+    let mut figures = Vec::new();
+
+    // MySQL: the MariaDB image, the tracker connecting with that password
+    let mysql = json!({
+        "driver": "mysql",
+        "database_name": "torrust",
+        "user": "torrust",
+        "password": { "secret": "MYSQL_PASSWORD" },
+        "root_password": { "secret": "MYSQL_ROOT_PASSWORD" },
+        "image": "tracker-gitops-e2e/mariadb:10.11",
+    });
+    project.write(
+        ENV_FILE,
+        serde_json::to_string_pretty(&data_environment(&vm, mysql)).unwrap(),
+    );
+    ctx.publish("MySQL with backups", None);
+    ctx.deploy().expect(0);
+    figures.push(prove(&ctx, &vm, "mysql", || {
+        let dropped = Std::new("docker")
+            .args(["exec", "-e", "MYSQL_PWD", &container("mysql")])
+            .args(["mariadb", "-uroot", "-e", "DROP DATABASE torrust"])
+            .env("MYSQL_PWD", &root_password)
+            .output()
+            .unwrap();
+        assert!(dropped.status.success(), "{dropped:?}");
+    }));
+
+    // SQLite: the same steps
+    project.write(
+        ENV_FILE,
+        serde_json::to_string_pretty(&data_environment(&vm, json!({ "driver": "sqlite3" })))
+            .unwrap(),
+    );
+    ctx.publish("SQLite with backups", None);
+    ctx.deploy().expect(0);
+    let database = format!(
+        "{}/checkout/storage/tracker/lib/database/sqlite3.db",
+        vm.root
+    );
+    figures.push(prove(&ctx, &vm, "sqlite3", || {
+        std::fs::remove_file(&database).unwrap();
+    }));
+
+    // Secrets never in what the binary printed, nor in git.
+    let printed = ctx.log.0.lock().unwrap();
+    let history = project.git(&["log", "-p", "--all"]);
+    for secret in [&password, &root_password, &ctx.token] {
+        assert!(!printed.contains(secret.as_str()));
+        assert!(!history.contains(secret.as_str()));
+    }
+    eprintln!("data e2e figures:\n{}", figures.join("\n"));
+}
