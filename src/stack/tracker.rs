@@ -127,3 +127,36 @@ fn url_encoded(text: &str) -> String {
         .remove(b'~');
     percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::test_environment;
+
+    /// Schema 2.0.0's URL: the user encoded at render, the password by the VM.
+    #[test]
+    fn the_mysql_url_encodes_user_and_password() {
+        assert_eq!(
+            url_encoded("a@b/c#d?e%f:g h~-._é"),
+            "a%40b%2Fc%23d%3Fe%25f%3Ag%20h~-._%C3%A9"
+        );
+        let mut env = test_environment("");
+        env.file.tracker.image = "torrust/tracker:3.0.0".into();
+        let Database::Mysql(mysql) = serde_json::from_value(serde_json::json!({
+            "driver": "mysql", "database_name": "db", "user": "u_1",
+            "password": { "secret": "PW" }
+        }))
+        .unwrap() else {
+            unreachable!()
+        };
+        let url = mysql_password(&env, &mysql);
+        assert_eq!(
+            url.value,
+            [
+                Part::Text("mysql://u_1:".into()),
+                Part::SecretInUrl("PW".into()),
+                Part::Text("@mysql:3306/db".into())
+            ]
+        );
+    }
+}
