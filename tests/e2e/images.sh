@@ -129,8 +129,14 @@ build_image() {
   fi
 }
 
+# build_staged NAME TAG: tests/e2e/images/NAME.Dockerfile over $STAGE/NAME.
+build_staged() {
+  cp "$HERE/images/$1.Dockerfile" "$STAGE/$1/Dockerfile"
+  build_image "$2" "$STAGE/$1"
+}
+
 build_tracker() {
-  local ctx="$STAGE/tracker" rootfs="$STAGE/tracker/rootfs" b
+  local rootfs="$STAGE/tracker/rootfs" b
   mkdir -p "$rootfs"
   for b in torrust-tracker http_health_check udp_tracker_client http_tracker_client tracker_checker; do
     [[ -x "$TRACKER_BIN_DIR/$b" ]] \
@@ -140,12 +146,11 @@ build_tracker() {
   add_busybox "$rootfs"
   add_etc "$rootfs"
   install -D -m 0555 "$HERE/images/tracker-entry.sh" "$rootfs/usr/local/bin/entry.sh"
-  cp "$HERE/images/tracker.Dockerfile" "$ctx/Dockerfile"
-  build_image "$TRACKER_IMAGE" "$ctx"
+  build_staged tracker "$TRACKER_IMAGE"
 }
 
 build_prometheus() {
-  local ctx="$STAGE/prometheus" rootfs="$STAGE/prometheus/rootfs" d
+  local rootfs="$STAGE/prometheus/rootfs" d
   mkdir -p "$rootfs"
   add_elf "$rootfs" /usr/bin/prometheus /bin/prometheus
   add_elf "$rootfs" /usr/bin/promtool /bin/promtool
@@ -161,12 +166,11 @@ build_prometheus() {
       cp -rL "/etc/prometheus/$d/." "$rootfs/usr/share/prometheus/$d/"
     fi
   done
-  cp "$HERE/images/prometheus.Dockerfile" "$ctx/Dockerfile"
-  build_image "$PROMETHEUS_IMAGE" "$ctx"
+  build_staged prometheus "$PROMETHEUS_IMAGE"
 }
 
 build_mariadb() {
-  local ctx="$STAGE/mariadb" rootfs="$STAGE/mariadb/rootfs" b
+  local rootfs="$STAGE/mariadb/rootfs" b
   mkdir -p "$rootfs"
   add_elf "$rootfs" /usr/sbin/mariadbd /usr/sbin/mariadbd
   for b in mariadb mariadb-admin my_print_defaults resolveip; do
@@ -181,20 +185,18 @@ build_mariadb() {
   add_etc "$rootfs"
   install -D -m 0644 "$HERE/images/mariadb.cnf" "$rootfs/etc/mysql/my.cnf"
   install -D -m 0555 "$HERE/images/mariadb-entry.sh" "$rootfs/usr/local/bin/entry.sh"
-  cp "$HERE/images/mariadb.Dockerfile" "$ctx/Dockerfile"
-  build_image "$MARIADB_IMAGE" "$ctx"
+  build_staged mariadb "$MARIADB_IMAGE"
 }
 
 build_backup() {
-  local ctx="$STAGE/backup" rootfs="$STAGE/backup/rootfs" b
+  local rootfs="$STAGE/backup/rootfs" b
   mkdir -p "$rootfs"
   for b in sqlite3 mariadb mariadb-dump flock; do
     add_elf "$rootfs" "/usr/bin/$b" "/usr/bin/$b"
   done
   add_busybox "$rootfs"
   add_etc "$rootfs"
-  cp "$HERE/images/backup.Dockerfile" "$ctx/Dockerfile"
-  build_image "$BACKUP_IMAGE" "$ctx"
+  build_staged backup "$BACKUP_IMAGE"
 }
 
 command -v docker >/dev/null || die "docker not found"

@@ -250,18 +250,18 @@ impl Ran {
     /// Asserts the result marker, and that the exit code is the result's.
     fn expect(self, outcome: Outcome, sha: &str) -> Self {
         let marker = format!("{MARKER}result {} {sha}", outcome.word());
+        self.expect_marker(&marker, outcome.code())
+    }
+
+    /// Asserts the marker line, and the exit code.
+    fn expect_marker(self, marker: &str, code: i32) -> Self {
         assert!(
             self.stdout().lines().any(|l| l == marker),
             "expected `{marker}`\nstdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
-        assert_eq!(
-            self.0.status.code(),
-            Some(outcome.code()),
-            "{}",
-            self.stderr()
-        );
+        assert_eq!(self.0.status.code(), Some(code), "{}", self.stderr());
         self
     }
 
@@ -730,19 +730,7 @@ impl Ran {
     /// Asserts a data op's `done` marker and exit code.
     fn done(self, outcome: DataOutcome) -> Self {
         let marker = format!("{MARKER}done {}", outcome.word());
-        assert!(
-            self.stdout().lines().any(|l| l == marker),
-            "expected `{marker}`\nstdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        assert_eq!(
-            self.0.status.code(),
-            Some(outcome.code()),
-            "{}",
-            self.stderr()
-        );
-        self
+        self.expect_marker(&marker, outcome.code())
     }
 }
 
