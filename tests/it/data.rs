@@ -11,18 +11,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deploy::{
-    Ctx, INFOHASH, Transcript, Vm, container, environment, http_get, random_hex, sh, start_vm,
-    tracker_client, tracker_health,
+    Ctx, INFOHASH, Transcript, Vm, container, environment, http_get, http_request, random_hex, sh,
+    start_vm, tracker_health,
 };
 use crate::harness::{Project, tracker_bin_dir};
 
 const ENV_FILE: &str = "environments/e2e.json";
 
-/// The e2e environment with `database`, persistent completed counts, a
-/// backup section and no Prometheus (not needed here).
+/// The e2e environment with `database`, listed (a whitelist in the
+/// database), persistent completed counts, a backup section and no
+/// Prometheus (not needed here).
 fn data_environment(vm: &Vm, database: Value) -> Value {
     let mut env = environment(vm, 120);
     env["tracker"]["core"]["database"] = database;
+    env["tracker"]["core"]["listed"] = json!(true);
     env["tracker"]["core"]["tracker_policy"] = json!({ "persistent_torrent_completed_stat": true });
     env["backup"] = json!({
         "schedule": "17 3 * * *",
@@ -34,18 +36,41 @@ fn data_environment(vm: &Vm, database: Value) -> Value {
     env
 }
 
-/// `torrents` and `completed` of the tracker's stats.
-fn stats(ctx: &Ctx) -> (u64, u64) {
+/// Another torrent, never whitelisted.
+const OTHER: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// `torrents`, `seeders` and `completed` of the tracker's stats.
+fn stats(ctx: &Ctx) -> (u64, u64, u64) {
     let (code, body) = http_get(
         "127.0.0.1:1212",
         &format!("/api/v1/stats?token={}", ctx.token),
     );
     assert_eq!(code, 200, "{body}");
     let stats: Value = serde_json::from_str(&body).unwrap();
-    (
-        stats["torrents"].as_u64().unwrap(),
-        stats["completed"].as_u64().unwrap(),
-    )
+    let field = |name: &str| stats[name].as_u64().unwrap();
+    (field("torrents"), field("seeders"), field("completed"))
+}
+
+/// Whether the tracker's HTTP client gets an announce response (a listed
+/// tracker answers a torrent not on its whitelist with a failure, which the
+/// client does not take).
+fn http_announce(info_hash: &str) -> bool {
+    Std::new(tracker_bin_dir().join("http_tracker_client"))
+        .args(["announce", "http://127.0.0.1:7070", info_hash])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Whether the tracker's UDP client gets an announce response.
+fn udp_announce() -> bool {
+    Std::new(tracker_bin_dir().join("udp_tracker_client"))
+        .args(["announce", "127.0.0.1:6969", INFOHASH])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("AnnounceIpv4")
+        })
 }
 
 /// Restarts the tracker's container and waits until Docker finds it healthy.
@@ -93,10 +118,7 @@ fn backup_under_load(ctx: &Ctx) -> (Value, usize, usize) {
     let run = std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                let ok = Std::new(tracker_bin_dir().join("udp_tracker_client"))
-                    .args(["announce", "127.0.0.1:6969", INFOHASH])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
+                let ok = udp_announce();
                 sent.fetch_add(1, Ordering::Relaxed);
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -115,26 +137,36 @@ fn backup_under_load(ctx: &Ctx) -> (Value, usize, usize) {
 }
 
 /// Steps 1-3 for the deployed database: data that survives a restart, an
-/// online backup that verifies, a restore after `drop_data`. Returns the
-/// figures for the closing note.
+/// online backup that verifies, a restore after `drop_data`. The tracker is
+/// listed: its whitelist, in the database, decides which torrents it takes.
+/// Returns the figures for the closing note.
 fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
-    // (1) announce with the tracker's own clients (HTTP: `completed`), restart
-    tracker_client("udp_tracker_client", "127.0.0.1:6969");
-    tracker_client("http_tracker_client", "http://127.0.0.1:7070");
-    let before = stats(ctx);
-    assert_eq!(before, (1, 1), "{driver}: one torrent, completed once");
-    restart_tracker();
-    assert_eq!(
-        stats(ctx),
-        before,
-        "{driver}: the torrent survives a restart"
+    // (1) a torrent whitelisted through the API, announced with the
+    // tracker's own clients; after a restart the tracker still takes it
+    let (code, body) = http_request(
+        "POST",
+        "127.0.0.1:1212",
+        &format!("/api/v1/whitelist/{INFOHASH}?token={}", ctx.token),
     );
+    assert_eq!(code, 200, "{body}");
+    assert!(udp_announce(), "{driver}: UDP announce");
+    assert!(http_announce(INFOHASH), "{driver}: HTTP announce");
+    assert!(!http_announce(OTHER), "{driver}: the tracker is listed");
+    restart_tracker();
+    assert!(
+        http_announce(INFOHASH),
+        "{driver}: the whitelist survives a restart"
+    );
+    assert!(!http_announce(OTHER));
+    let before = stats(ctx);
+    assert_eq!(before.0, 1, "{driver}: the torrent is there: {before:?}");
 
     // (2) an online backup while announces keep succeeding; it verifies
     let (report, sent, failed) = backup_under_load(ctx);
     assert_eq!(report["result"], "backed-up", "{report}");
     let backup = &report["backup"];
     assert_eq!(backup["driver"], driver, "{report}");
+    assert_eq!(backup["rows"]["whitelist"], 1, "{report}");
     assert_eq!(backup["rows"]["torrents"], 1, "{report}");
     assert!(sent > 0);
     assert_eq!(
@@ -164,7 +196,8 @@ fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
     assert!(std::path::Path::new(&format!("{config}/storage/tracker/etc/tracker.toml")).is_file());
     assert!(std::path::Path::new(&format!("{config}/docker-compose.yml")).is_file());
 
-    // (3) the data dropped, then restored: the stats are back
+    // (3) the data dropped, then restored: the tracker takes the torrent
+    // again, and the stats are back to the numbers before
     drop_data();
     let started = Instant::now();
     let run = ctx
@@ -172,9 +205,15 @@ fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
             "restore", "--env", "e2e", "--from", &name, "--format", "json",
         ])
         .expect(0);
+    let wall = started.elapsed();
     let restore = json_of(&run);
     assert_eq!(restore["result"], "restored", "{restore}");
-    assert_eq!(restore["rows"]["torrents"], 1, "{restore}");
+    assert_eq!(restore["rows"]["whitelist"], 1, "{restore}");
+    assert!(
+        http_announce(INFOHASH),
+        "{driver}: the whitelist is restored"
+    );
+    assert!(!http_announce(OTHER));
     assert_eq!(stats(ctx), before, "{driver}: restored");
     let audit = std::fs::read_to_string(format!("{}/audit.log", vm.root)).unwrap();
     assert!(
@@ -186,10 +225,10 @@ fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
         "{audit}"
     );
     format!(
-        "{driver}: backup {} with {failed}/{sent} announces failed; restore {} ({:.2}s wall)",
+        "{driver}: backup {} with {failed} of {sent} announces failed; restore {} ({:.2}s wall)",
         timings(&report),
         timings(&restore),
-        started.elapsed().as_secs_f64()
+        wall.as_secs_f64()
     )
 }
 

@@ -262,11 +262,20 @@ pub(crate) fn tracker_health() -> String {
 
 /// Status code and body of a plain HTTP/1.0 GET.
 pub(crate) fn http_get(address: &str, path: &str) -> (u16, String) {
+    http_request("GET", address, path)
+}
+
+/// Status code and body of a plain HTTP/1.0 request without a body.
+pub(crate) fn http_request(method: &str, address: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let code = response
