@@ -208,13 +208,21 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
         tracker::CONFIG_DIR.tree_path(tracker::CONFIG_FILE),
         templates.render(tracker_template, &context::TrackerConfig::new(&header, env))?,
     );
-    if let Database::Sqlite { .. } = env.file.tracker.core.database {
+    // The data directory comes from git, the deploy user's, never from
+    // Docker (root's, when it creates a missing bind-mount source): so the
+    // next commit can hold files there, e.g. after a switch to SQLite.
+    let keep = match env.file.tracker.core.database {
         // The SQLite file's directory must exist before the tracker starts.
-        tree.insert(
-            tracker::DATA_DIR.tree_path(&format!("{}/.keep", tracker::SQLITE_DIR)),
-            format!("{header}\n# The tracker's SQLite database lives here, outside git.\n"),
-        );
-    }
+        Database::Sqlite { .. } => "The tracker's SQLite database lives here, outside git.",
+        // Made anyway by the tracker image's entry script, as root.
+        Database::Mysql(_) => {
+            "The tracker's data lives in MySQL; a SQLite database would live here."
+        }
+    };
+    tree.insert(
+        tracker::DATA_DIR.tree_path(&format!("{}/.keep", tracker::SQLITE_DIR)),
+        format!("{header}\n# {keep}\n"),
+    );
     if let Some(p) = &env.file.prometheus {
         tree.insert(
             prometheus::CONFIG_DIR.tree_path(prometheus::CONFIG_FILE),

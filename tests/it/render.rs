@@ -573,6 +573,8 @@ mod properties {
         "/grafana/admin_user",
         "/grafana/domain",
         "/grafana/image",
+        "/backup/schedule",
+        "/backup/path",
         "/deploy/host",
         "/deploy/path",
         "/deploy/branch",
@@ -633,7 +635,7 @@ mod properties {
             prop_assert_eq!(top, ["name", "services", "networks", "volumes", "secrets"].into_iter().collect::<BTreeSet<_>>());
             let services = compose["services"].as_mapping().unwrap();
             let names: BTreeSet<_> = services.keys().map(|k| k.as_str().unwrap()).collect();
-            prop_assert_eq!(names, ["tracker", "prometheus", "grafana"].into_iter().collect::<BTreeSet<_>>());
+            prop_assert_eq!(names, ["tracker", "prometheus", "grafana", "backup"].into_iter().collect::<BTreeSet<_>>());
             for (_, service) in services {
                 for key in service.as_mapping().unwrap().keys() {
                     prop_assert!(service_keys().contains(key.as_str().unwrap()), "{key:?}");
