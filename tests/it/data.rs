@@ -303,3 +303,37 @@ fn data_e2e_mysql_then_sqlite_backup_and_restore() {
     }
     eprintln!("data e2e figures:\n{}", figures.join("\n"));
 }
+
+/// A data op that cannot start still prints its one JSON object, and exits 2.
+#[test]
+fn data_ops_fail_as_one_json_object() {
+    let project = Project::with_examples();
+    for args in [
+        &["backup", "--env", "production", "--format", "json"][..],
+        &[
+            "backup",
+            "--env",
+            "production",
+            "--list",
+            "--format",
+            "json",
+        ],
+        &[
+            "restore",
+            "--env",
+            "production",
+            "--from",
+            "20250101T031700Z",
+            "--format",
+            "json",
+        ],
+    ] {
+        let run = project.run(args).expect(2);
+        insta::assert_snapshot!("data-op-without-a-key", run.stdout());
+        assert!(run.stderr().contains("no SSH key"), "{}", run.stderr());
+    }
+    let run = project
+        .run(&["backup", "--env", "nope", "--format", "json"])
+        .expect(2);
+    insta::assert_snapshot!("data-op-invalid-environment", run.stdout());
+}
