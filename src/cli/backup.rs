@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Conclusion;
-use super::args::{Format, VmTarget};
+use super::args::{Format, Paths, Typed, VmTarget};
 use super::vm;
 use crate::deploy::{self, DataOp};
 
@@ -20,6 +20,12 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

@@ -7,9 +7,11 @@
 
 mod args;
 mod backup;
+mod completions;
 mod deploy;
 mod init;
 mod load;
+mod man;
 mod plan;
 mod publish;
 mod render;
@@ -20,22 +22,30 @@ mod status;
 mod validate;
 mod vm;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::project::Root;
+use args::{Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
 // action's run.sh can set defaults that arguments after them override.
 #[command(
     name = "tracker-gitops",
-    version,
+    version = env!("TRACKER_GITOPS_VERSION"),
     about,
     propagate_version = true,
     args_override_self = true
 )]
 struct Cli {
+    /// Run as if started in DIR (like git -C and make -C); from there, the
+    /// project root is found as git finds a work tree.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +54,8 @@ struct Cli {
 enum Command {
     /// Check environment files against the schema and the stack rules.
     Validate(validate::Args),
-    /// Write a complete environment file with the defaults filled in.
+    /// Write a complete environment file with the defaults filled in (and
+    /// with --github the GitHub workflows).
     Init(init::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,
@@ -65,6 +76,10 @@ enum Command {
     Backup(backup::Args),
     /// Restore an environment's database from a backup, stopping only the tracker.
     Restore(restore::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
 }
 
 /// What a command concluded about the thing it checked or did.
@@ -83,8 +98,11 @@ enum Conclusion {
 struct Invalid;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -94,6 +112,19 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some((_, matches)) = matches.subcommand() {
+        cli.command.anchor(&Typed {
+            root: &root,
+            matches,
+        });
+    }
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
@@ -102,6 +133,24 @@ pub fn main() -> ExitCode {
             // Library errors carry their causes in their messages.
             eprintln!("error: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+impl Paths for Command {
+    fn anchor(&mut self, typed: &Typed) {
+        match self {
+            Command::Validate(args) => args.anchor(typed),
+            Command::Init(args) => args.anchor(typed),
+            Command::Render(args) => args.anchor(typed),
+            Command::Plan(args) => args.anchor(typed),
+            Command::Publish(args) => args.anchor(typed),
+            Command::Deploy(args) => args.anchor(typed),
+            Command::Rollback(args) => args.anchor(typed),
+            Command::Status(args) => args.anchor(typed),
+            Command::Backup(args) => args.anchor(typed),
+            Command::Restore(args) => args.anchor(typed),
+            Command::Schema | Command::Completions(_) | Command::Man => {}
         }
     }
 }
@@ -119,5 +168,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Status(args) => status::run(&args),
         Command::Backup(args) => backup::run(&args),
         Command::Restore(args) => restore::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Man => man::run(Cli::command()),
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 
-use super::args::{Branches, Selection};
+use super::args::{Branches, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, load};
 use crate::actions;
 use crate::git;
@@ -34,6 +34,12 @@ pub struct Args {
     comment_author: String,
     #[command(flatten)]
     branches: Branches,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 /// The plan file handed to later steps of a job (step output `plan-file`).

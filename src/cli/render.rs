@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 
-use super::args::{Branches, Selection};
+use super::args::{Branches, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, load};
 use crate::diagnostic::display_path;
 use crate::diff;
@@ -20,6 +20,12 @@ pub struct Args {
     /// Write nothing; exit 1 when OUT differs from a fresh render.
     #[arg(long)]
     check: bool,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

@@ -72,6 +72,8 @@ codes! {
     BackupWithoutRootPassword = "backup-without-root-password": "A backup of MySQL without the `root_password` its verification needs.",
     BackupExternalMysql = "backup-external-mysql": "A `backup` section with an external MySQL server, which the stack does not back up.",
     MovingTag = "moving-tag": "A warning: an image by a tag that can move (`develop`, `latest`), not by digest.",
+    NotConfigured = "not-configured": "A warning: a VM setting still holds a placeholder (an example host, the host key `init` writes); `deploy`, `rollback` and `status` refuse it.",
+    UnauthenticatedService = "unauthenticated-service": "A warning: Prometheus, which has no authentication, published on an address other than loopback.",
     InvalidBranchName = "invalid-branch-name": "`deploy.branch` is not a valid git branch name.",
     BranchOutsideNamespace = "branch-outside-namespace": "An explicit `deploy.branch` outside the deploy namespace (`deploy/`).",
     ProtectedBranch = "protected-branch": "The deploy branch is the checked-out (source) branch or `origin`'s default branch.",

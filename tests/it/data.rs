@@ -329,8 +329,12 @@ fn data_ops_fail_as_one_json_object() {
         ],
     ] {
         let run = project.run(args).expect(2);
-        insta::assert_snapshot!("data-op-without-a-key", run.stdout());
-        assert!(run.stderr().contains("no SSH key"), "{}", run.stderr());
+        insta::assert_snapshot!("data-op-not-configured", run.stdout());
+        assert!(
+            run.stderr().contains("is not configured yet"),
+            "{}",
+            run.stderr()
+        );
     }
     let run = project
         .run(&["backup", "--env", "nope", "--format", "json"])
