@@ -155,3 +155,19 @@ pub enum Format {
     Human,
     Json,
 }
+
+/// The VM of a data op (backup, restore) and how its result is printed.
+#[derive(Debug, clap::Args)]
+pub struct DataTarget {
+    #[command(flatten)]
+    pub target: VmTarget,
+    /// Output format: `json` prints one object on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+impl Paths for DataTarget {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+    }
+}

@@ -6,25 +6,22 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Conclusion;
-use super::args::{Format, Paths, Typed, VmTarget};
+use super::args::{DataTarget, Format, Paths, Typed};
 use super::vm;
 use crate::deploy::{self, DataOp};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    target: VmTarget,
+    data: DataTarget,
     /// List the backups instead of taking one.
     #[arg(long)]
     list: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
 }
 
 impl Paths for Args {
     fn anchor(&mut self, typed: &Typed) {
-        self.target.anchor(typed);
+        self.data.anchor(typed);
     }
 }
 
@@ -34,8 +31,8 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     } else {
         DataOp::Backup
     };
-    let human = args.format == Format::Human;
-    vm::data_op(&args.target, args.format, op, |env, report| {
+    let human = args.data.format == Format::Human;
+    vm::data_op(&args.data, op, |env, report| {
         if human {
             print(&env.name, args.list, &report.backups);
         }

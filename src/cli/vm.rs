@@ -8,7 +8,7 @@ use std::io;
 use anyhow::Result;
 use serde_json::json;
 
-use super::args::{Checks, Format, VmTarget};
+use super::args::{Checks, DataTarget, Format, VmTarget};
 use super::{Conclusion, Invalid, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
@@ -98,11 +98,11 @@ pub fn verify(
 /// their times on stderr, or in the JSON object on stdout with `--format
 /// json`, which also carries a failure.
 pub fn data_op(
-    target: &VmTarget,
-    format: Format,
+    data: &DataTarget,
     op: deploy::DataOp,
     report: impl Fn(&Environment, &deploy::DataReport) -> serde_json::Value,
 ) -> Result<Conclusion> {
+    let (target, format) = (&data.target, data.format);
     let result = (|| {
         let env = load_target(target)?;
         let connection = connect(target, &env)?;
