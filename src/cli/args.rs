@@ -150,6 +150,14 @@ pub struct Rollout {
     pub timeout: u64,
 }
 
+/// How a command reports: for people, or one JSON object on stdout.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// Output format (json: see "Machine-readable output" in the README).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Human,
@@ -161,9 +169,8 @@ pub enum Format {
 pub struct DataTarget {
     #[command(flatten)]
     pub target: VmTarget,
-    /// Output format: `json` prints one object on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 impl Paths for DataTarget {

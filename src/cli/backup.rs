@@ -13,7 +13,7 @@ use crate::deploy::{self, DataOp};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    data: DataTarget,
+    pub(super) data: DataTarget,
     /// List the backups instead of taking one.
     #[arg(long)]
     list: bool,
@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     } else {
         DataOp::Backup
     };
-    let human = args.data.format == Format::Human;
+    let human = args.data.output.format == Format::Human;
     vm::data_op(&args.data, op, |env, report| {
         if human {
             print(&env.name, args.list, &report.backups);

@@ -3,13 +3,16 @@
 //! what a command concluded to the exit code, for all of them:
 //!
 //! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
-//! failed deploy); 2 the tool could not do its job, or refused.
+//! failed deploy); 2 the tool could not do its job, or refused. One opt-in
+//! swaps them, as terraform users expect: `plan --detailed-exitcode` exits 2
+//! when there are changes and 1 when it could not plan.
 
 mod args;
 mod backup;
 mod completions;
 mod deploy;
 mod init;
+mod json;
 mod load;
 mod man;
 mod plan;
@@ -29,7 +32,7 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::project::Root;
-use args::{Paths, Typed};
+use args::{Format, Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -82,6 +85,32 @@ enum Command {
     Man,
 }
 
+impl Command {
+    /// The output format asked for; fatal errors are printed in it too.
+    fn format(&self) -> Format {
+        match self {
+            Self::Validate(args) => args.output.format,
+            Self::Plan(args) => args.output.format,
+            Self::Render(args) => args.output.format,
+            Self::Publish(args) => args.output.format,
+            Self::Deploy(args) => args.output.format,
+            Self::Rollback(args) => args.output.format,
+            Self::Status(args) => args.output.format,
+            Self::Backup(args) => args.data.output.format,
+            Self::Restore(args) => args.data.output.format,
+            Self::Init(_) | Self::Schema | Self::Completions(_) | Self::Man => Format::Human,
+        }
+    }
+
+    /// The exit code when the tool could not do its job.
+    fn error_code(&self) -> u8 {
+        match self {
+            Self::Plan(args) if args.detailed_exitcode => 1,
+            _ => 2,
+        }
+    }
+}
+
 /// What a command concluded about the thing it checked or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conclusion {
@@ -89,6 +118,8 @@ enum Conclusion {
     Success,
     /// Exit 1.
     Failure,
+    /// Exit 2, only when asked for (`plan --detailed-exitcode`): there are changes.
+    Changes,
 }
 
 /// Invalid environment files stop a command that needs valid ones; the
@@ -96,6 +127,15 @@ enum Conclusion {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid environment files")]
 struct Invalid;
+
+/// The VM did nothing: it refused the request (its reason is already
+/// printed), or another deploy holds its lock.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .0 {
+    crate::deploy::Outcome::LockBusy => "deploy in progress: nothing done",
+    _ => "the VM refused the request (see above): nothing done",
+})]
+struct NotDone(crate::deploy::Outcome);
 
 pub fn main() -> ExitCode {
     let parsed = Cli::command()
@@ -105,19 +145,19 @@ pub fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let root = match Root::enter(cli.directory.as_deref()) {
-        Ok(root) => root,
-        Err(e) => {
-            eprintln!("error: {e}");
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if json::asked_for(std::env::args()) {
+                let _ = json::print_usage_error(&e);
+            }
             return ExitCode::from(2);
         }
+    };
+    let (format, error_code) = (cli.command.format(), cli.command.error_code());
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => return failed(&e.into(), format, error_code),
     };
     if let Some((_, matches)) = matches.subcommand() {
         cli.command.anchor(&Typed {
@@ -128,13 +168,22 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
-        Err(e) => {
-            // Library errors carry their causes in their messages.
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+        Ok(Conclusion::Changes) => ExitCode::from(2),
+        Err(e) => failed(&e, format, error_code),
     }
+}
+
+/// Reports an error that stopped a command, in its format, and exits `code`.
+fn failed(e: &anyhow::Error, format: Format, code: u8) -> ExitCode {
+    // Invalid files: their diagnostics are already printed. Library errors
+    // carry their causes in their messages.
+    if !e.is::<Invalid>() {
+        eprintln!("error: {e}");
+    }
+    if format == Format::Json {
+        let _ = json::print_error(e);
+    }
+    ExitCode::from(code)
 }
 
 impl Paths for Command {

@@ -15,7 +15,7 @@ use crate::deploy::{self, DataOp};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    data: DataTarget,
+    pub(super) data: DataTarget,
     /// The backup, by name (`backup --list` shows them), e.g. 20250101T031700Z.
     #[arg(long = "from", value_name = "BACKUP")]
     from: String,
@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             timeout: Duration::from_secs(args.timeout),
         },
         |env, report| {
-            if args.data.format == Format::Human {
+            if args.data.output.format == Format::Human {
                 if let Some(rows) = &report.restored {
                     let rows = deploy::rows_text(rows);
                     println!("restored {} into {}: rows {rows}", args.from, env.name);

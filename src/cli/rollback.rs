@@ -4,9 +4,9 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, Paths, Rollout, Typed, VmTarget};
+use super::args::{Checks, Output, Paths, Rollout, Typed, VmTarget};
 use super::deploy::Run;
-use super::vm;
+use super::{json, vm};
 use crate::deploy;
 
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,8 @@ pub struct Args {
     checks: Checks,
     #[command(flatten)]
     rollout: Rollout,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 impl Paths for Args {
@@ -37,8 +39,17 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     // The same checks as a deploy's, before the VM is touched: with --to
     // before anything connects, else once the VM said which commit it ran
     // before (a question that changes nothing).
-    let verify = |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit));
-    let (commit, connection) = match &args.to {
+    let format = args.output.format;
+    let verify = |commit: &str| {
+        vm::verify(
+            &args.checks,
+            &env,
+            &source,
+            Some(commit),
+            &mut json::progress(format),
+        )
+    };
+    let (verified, connection) = match &args.to {
         Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
         None => {
             let connection = vm::connect(target, &env)?;
@@ -52,13 +63,14 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             (verify(&previous)?, connection)
         }
     };
-    eprintln!("rolling back {} to {commit}", env.name);
+    eprintln!("rolling back {} to {}", env.name, verified.commit);
     let run = Run {
         env: &env,
         source: &source,
-        commit: &commit,
+        verified: &verified,
         rollout: &args.rollout,
         allow_downgrade: true,
+        format,
     };
     run.on(&connection, deploy::SecretSource::Stored)
 }

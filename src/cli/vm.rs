@@ -3,13 +3,13 @@
 //! checks a commit passes before the VM is touched, and how a data op runs
 //! and reports.
 
-use std::io;
+use std::io::Write;
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::args::{Checks, DataTarget, Format, VmTarget};
-use super::{Conclusion, Invalid, load};
+use super::{Conclusion, Invalid, NotDone, json, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
 use crate::git;
@@ -73,7 +73,8 @@ pub fn verify(
     env: &Environment,
     source: &Source,
     commit: Option<&str>,
-) -> Result<String> {
+    progress: &mut dyn Write,
+) -> Result<verify::Verified> {
     // Paths inside the repository, as publish recorded them.
     let repo = git::repository()?;
     let in_repo = |path: &std::path::Path| git::repo_path(&repo, path);
@@ -86,53 +87,49 @@ pub fn verify(
         environment_file: &in_repo(&env.path)?,
         output: &in_repo(&checks.out.join(&env.name))?,
     })?;
-    println!(
+    writeln!(
+        progress,
         "verified {}: published from {} on {}",
         verified.commit, verified.source_commit, verified.source_branch
-    );
+    )?;
     // The VM checks out exactly the verified commit.
-    Ok(verified.commit)
+    Ok(verified)
 }
 
-/// Runs a data op (backup, backups, restore) on the target's VM: steps and
-/// their times on stderr, or in the JSON object on stdout with `--format
-/// json`, which also carries a failure.
+/// Runs a data op (backup, backups, restore) on the target's VM: its steps
+/// and their times go to the progress stream; `report` prints the result for
+/// people and gives the op's own fields, which `--format json` prints as one
+/// object on stdout.
 pub fn data_op(
     data: &DataTarget,
     op: deploy::DataOp,
     report: impl Fn(&Environment, &deploy::DataReport) -> serde_json::Value,
 ) -> Result<Conclusion> {
-    let (target, format) = (&data.target, data.format);
-    let result = (|| {
-        let env = load_target(target)?;
-        let connection = connect(target, &env)?;
-        let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
-        let health_url = crate::stack::tracker_health_url(&env);
-        let request = deploy::DataRequest {
-            root: &env.file.deploy.path,
-            caller: &caller,
-            lock_wait: deploy::LOCK_WAIT,
-            health_url: &health_url,
-        };
-        let done = deploy::data_op(&connection, &request, op, &mut io::stderr())?;
-        Ok::<_, anyhow::Error>((env, done))
-    })();
-    let (env, done) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            if format == Format::Json {
-                let message = if e.is::<Invalid>() {
-                    "invalid environment files".to_string()
-                } else {
-                    e.to_string()
-                };
-                print_json(json!({ "error": { "code": "error", "message": message } }));
-            }
-            return Err(e);
-        }
+    let (target, format) = (&data.target, data.output.format);
+    let env = load_target(target)?;
+    let connection = connect(target, &env)?;
+    let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+    let health_url = crate::stack::tracker_health_url(&env);
+    let request = deploy::DataRequest {
+        root: &env.file.deploy.path,
+        caller: &caller,
+        lock_wait: deploy::LOCK_WAIT,
+        health_url: &health_url,
     };
+    let mut progress = json::progress(format);
+    let done = deploy::data_op(&connection, &request, op, &mut progress)?;
+    let not_done = |outcome| Err(NotDone(outcome).into());
+    let conclusion = match done.outcome {
+        deploy::DataOutcome::BackedUp
+        | deploy::DataOutcome::Listed
+        | deploy::DataOutcome::Restored => Conclusion::Success,
+        deploy::DataOutcome::Failed => Conclusion::Failure,
+        // Nothing was tried: the tool could not do its job (exit 2).
+        deploy::DataOutcome::Refused => return not_done(deploy::Outcome::Refused),
+        deploy::DataOutcome::LockBusy => return not_done(deploy::Outcome::LockBusy),
+    };
+    let mut object = report(&env, &done);
     if format == Format::Json {
-        let mut object = report(&env, &done);
         object["result"] = json!(done.outcome.word());
         object["steps"] = done
             .steps
@@ -140,30 +137,7 @@ pub fn data_op(
             .map(|(step, time)| json!({ "step": step, "seconds": time.as_secs_f64() }))
             .collect();
         object["total_seconds"] = json!(done.total.as_secs_f64());
-        print_json(object);
-    } else {
-        for (step, time) in &done.steps {
-            eprintln!("  {step} {:.2}s", time.as_secs_f64());
-        }
+        json::print(&object)?;
     }
-    match done.outcome {
-        deploy::DataOutcome::BackedUp
-        | deploy::DataOutcome::Listed
-        | deploy::DataOutcome::Restored => Ok(Conclusion::Success),
-        deploy::DataOutcome::Failed => Ok(Conclusion::Failure),
-        deploy::DataOutcome::Refused => anyhow::bail!("the VM refused (see above): nothing done"),
-        deploy::DataOutcome::LockBusy => anyhow::bail!("deploy in progress: nothing done"),
-    }
-}
-
-/// One JSON object on stdout, `format_version` first (serde_json's maps sort
-/// their keys, so it is written ahead of the others).
-fn print_json(fields: serde_json::Value) {
-    let text = fields.to_string();
-    let inner = text
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .unwrap_or_default();
-    let comma = if inner.is_empty() { "" } else { "," };
-    println!("{{\"format_version\":1{comma}{inner}}}");
+    Ok(conclusion)
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::environment::{ConfigSchema, Database, Environment};
-use crate::stack::{Part, Stack, URL_ENCODED_PREFIX, backup, grafana, prometheus, tracker};
+use crate::stack::{Part, Stack, URL_ENCODED_PREFIX, backup, caddy, grafana, prometheus, tracker};
 use crate::tree::Tree;
 
 /// The templates shipped in the binary, by name.
@@ -45,6 +45,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "grafana-datasources.yml.hbs",
         include_str!("../../templates/grafana-datasources.yml.hbs"),
+    ),
+    (
+        "Caddyfile.hbs",
+        include_str!("../../templates/Caddyfile.hbs"),
     ),
 ];
 
@@ -259,6 +263,21 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
                 backup::script()
             ),
         );
+    }
+    if let (Some(https), Some(_)) = (&env.file.https, stack.service(caddy::SERVICE)) {
+        tree.insert(
+            caddy::CONFIG_DIR.tree_path(caddy::CONFIG_FILE),
+            templates.render(
+                "Caddyfile.hbs",
+                &context::CaddyConfig::new(&header, env, https),
+            )?,
+        );
+        if let Some(root) = &https.ca_root {
+            tree.insert(
+                caddy::CONFIG_DIR.tree_path(caddy::CA_ROOT_FILE),
+                root.clone(),
+            );
+        }
     }
     for service in &mut stack.services {
         service.config_hash = tree.hash_under(service.bind_sources());

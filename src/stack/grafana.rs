@@ -1,11 +1,13 @@
 //! The Grafana service: dashboards over Prometheus, which it reaches on the
 //! `visualization` network; provisioned with Prometheus as its datasource.
 
-use super::{BindDir, Component, Protocol, Service, healthcheck, prometheus, secret_path};
+use super::{
+    BindDir, Component, EndpointKind, Scheme, Service, healthcheck, prometheus, secret_path,
+};
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
-const PORT: u16 = 3000;
+pub const PORT: u16 = 3000;
 
 /// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
 pub const PROVISIONING_DIR: BindDir = BindDir {
@@ -32,7 +34,6 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         grafana.env("GF_SERVER_DOMAIN", domain);
         grafana.env("GF_SERVER_ROOT_URL", format!("https://{domain}/"));
     }
-    grafana.publish(g.publish, PORT, Protocol::Tcp);
     grafana.bind(PROVISIONING_DIR);
     grafana.healthcheck = Some(healthcheck(&[
         "CMD",
@@ -43,6 +44,10 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(grafana);
+    // Served over HTTPS by Caddy when it has a domain; else on its own port.
+    if !env.file.behind_tls(&g.domain) {
+        component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    }
     component.secret(PASSWORD_SECRET, g.admin_password.name());
     component.volume("grafana_data", "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);

@@ -3,13 +3,18 @@
 //! templates only lay this out, and plans and deploy commits compare it.
 //!
 //! One file per service builds it with what it brings (networks, volumes,
-//! secrets); [`Stack::build`] asks each and joins them, so a new service is
-//! one more file and one more line there. The files also own the paths their
-//! service reads, which `render` writes to.
+//! secrets, the endpoints it serves); [`Stack::build`] asks each and joins
+//! them, so a new service is one more file and one more line there. The files
+//! also own the paths their service reads, which `render` writes to. Beside
+//! them: what changes between two stacks (`change.rs`) and what recreating a
+//! service costs (`cost.rs`).
 
 pub(crate) mod backup;
+pub(crate) mod caddy;
 mod change;
+pub(crate) mod cost;
 mod database;
+mod endpoint;
 pub(crate) mod grafana;
 pub(crate) mod prometheus;
 pub(crate) mod tracker;
@@ -21,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::environment::Environment;
 
 pub use change::{Reason, ServiceChange, compare};
+pub use cost::Cost;
+pub use endpoint::{Endpoint, EndpointKind, Scheme};
 // The name callers outside the stack know it by.
 pub use tracker::health_url as tracker_health_url;
 
@@ -64,6 +71,10 @@ pub struct Stack {
     /// The compose project name.
     pub project: String,
     pub services: Vec<Service>,
+    /// What the services publish, by service in the order they publish it.
+    /// Empty in a stack recorded before endpoints were.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     pub secrets: Vec<ComposeSecret>,
@@ -217,16 +228,6 @@ impl Service {
         });
     }
 
-    fn publish(&mut self, address: SocketAddr, target: u16, protocol: Protocol) {
-        self.ports.push(Port {
-            host_ip: address.ip(),
-            published: address.port(),
-            target,
-            protocol,
-            note: None,
-        });
-    }
-
     fn depends(&mut self, service: &str, healthy: bool) {
         self.depends_on.push(Dependency {
             service: service.into(),
@@ -263,6 +264,7 @@ struct Component {
     links: Vec<(&'static str, &'static str)>,
     volumes: Vec<&'static str>,
     secrets: Vec<ComposeSecret>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Component {
@@ -272,7 +274,35 @@ impl Component {
             links: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
+            endpoints: Vec::new(),
         }
+    }
+
+    /// Publishes `address` on the VM to `target` in the container, where
+    /// `kind` answers `path` over `scheme`.
+    fn serve(
+        &mut self,
+        kind: EndpointKind,
+        scheme: Scheme,
+        address: SocketAddr,
+        target: u16,
+        path: &str,
+    ) {
+        self.service.ports.push(Port {
+            host_ip: address.ip(),
+            published: address.port(),
+            target,
+            protocol: scheme.protocol(),
+            note: None,
+        });
+        self.endpoints.push(Endpoint {
+            kind,
+            service: self.service.name.clone(),
+            scheme,
+            address,
+            path: path.into(),
+            domain: None,
+        });
     }
 
     /// A named volume of the stack, mounted at `target`.
@@ -323,6 +353,7 @@ impl Stack {
             prometheus::component(env),
             grafana::component(env),
             backup::component(env),
+            caddy::component(env),
         ]
         .into_iter()
         .flatten()
@@ -331,6 +362,7 @@ impl Stack {
         let mut stack = Stack {
             project: format!("tracker-{}", env.name),
             services: Vec::new(),
+            endpoints: Vec::new(),
             networks: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
@@ -347,6 +379,7 @@ impl Stack {
                 push_new(&mut stack.secrets, secret);
             }
             links.extend(component.links);
+            stack.endpoints.extend(component.endpoints);
             stack.services.push(component.service);
         }
         // A builder reaches only services whose presence it checked, so each is there.

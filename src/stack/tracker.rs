@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{BindDir, Component, EnvVar, Part, Protocol, Service, database, healthcheck};
+use super::{
+    BindDir, Component, EndpointKind, EnvVar, Part, Scheme, Service, database, healthcheck,
+};
 use crate::environment::{ConfigSchema, Database, Environment, Mysql};
 
 pub const SERVICE: &str = "tracker";
@@ -70,14 +72,44 @@ pub(super) fn component(env: &Environment) -> Component {
     if let Database::Mysql(mysql) = &config.core.database {
         tracker.environment.push(mysql_password(env, mysql));
     }
+    let mut component = Component::new(tracker);
+    // Published as the tracker binds them: the same port inside and out; a
+    // listener served over HTTPS is reached through Caddy only.
     for l in &config.udp_trackers {
-        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Udp);
+        let address = l.bind_address;
+        component.serve(
+            EndpointKind::UdpTracker,
+            Scheme::Udp,
+            address,
+            address.port(),
+            "/announce",
+        );
     }
-    for l in &config.http_trackers {
-        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Tcp);
+    for l in config
+        .http_trackers
+        .iter()
+        .filter(|l| !env.file.behind_tls(&l.domain))
+    {
+        let address = l.bind_address;
+        component.serve(
+            EndpointKind::HttpTracker,
+            Scheme::Http,
+            address,
+            address.port(),
+            "/announce",
+        );
     }
     let api = config.http_api.bind_address;
-    tracker.publish(api, api.port(), Protocol::Tcp);
+    if !env.file.behind_tls(&config.http_api.domain) {
+        component.serve(
+            EndpointKind::HttpApi,
+            Scheme::Http,
+            api,
+            api.port(),
+            "/api/v1/",
+        );
+    }
+    let tracker = &mut component.service;
     tracker.bind(DATA_DIR);
     tracker.bind(LOG_DIR);
     tracker.bind(CONFIG_DIR);
@@ -86,8 +118,6 @@ pub(super) fn component(env: &Environment) -> Component {
         "/usr/bin/http_health_check",
         &health_url(env),
     ]));
-
-    let mut component = Component::new(tracker);
     if matches!(&config.core.database, Database::Mysql(mysql) if mysql.bundled()) {
         component.reach(database::SERVICE, "database", true);
     }

@@ -3,11 +3,13 @@
 # registry: FROM scratch plus files copied from this machine (binaries, the
 # shared libraries `ldd` reports, the dynamic loader, a static busybox).
 #
-#   images.sh [all|tracker|prometheus|mariadb|backup]...     (default: all)
+#   images.sh [all|tracker|prometheus|caddy|pebble|mariadb|backup]...  (default: all)
 #
 #   tracker-gitops-e2e/tracker:3.0.0     torrust-tracker 3.0.0 from crates.io
 #                                        (see .ci/install), release-image layout
 #   tracker-gitops-e2e/prometheus:2.42   Debian's prometheus, prom/prometheus layout
+#   tracker-gitops-e2e/caddy:2.6         Debian's caddy, caddy image layout
+#   tracker-gitops-e2e/pebble:2.4        Debian's pebble (ACME test server)
 #   tracker-gitops-e2e/mariadb:10.11     Debian's mariadb-server, the official
 #                                        images' environment (mariadb-entry.sh)
 #   tracker-gitops-e2e/backup:1          the backup service's tools: busybox,
@@ -23,6 +25,8 @@ TRACKER_BIN_DIR=${TRACKER_BIN_DIR:-/var/cache/tracker-gitops/torrust-tracker-3.0
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 TRACKER_IMAGE=tracker-gitops-e2e/tracker:3.0.0
 PROMETHEUS_IMAGE=tracker-gitops-e2e/prometheus:2.42
+CADDY_IMAGE=tracker-gitops-e2e/caddy:2.6
+PEBBLE_IMAGE=tracker-gitops-e2e/pebble:2.4
 MARIADB_IMAGE=tracker-gitops-e2e/mariadb:10.11
 BACKUP_IMAGE=tracker-gitops-e2e/backup:1
 HASH_LABEL=org.tracker-gitops.inputs-hash
@@ -199,16 +203,36 @@ build_backup() {
   build_staged backup "$BACKUP_IMAGE"
 }
 
+# build_program NAME TAG: Debian's /usr/bin/NAME with busybox, from
+# images/NAME.Dockerfile.
+build_program() {
+  local name=$1 tag=$2 rootfs="$STAGE/$1/rootfs"
+  mkdir -p "$rootfs"
+  add_elf "$rootfs" "/usr/bin/$name" "/usr/bin/$name"
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  build_staged "$name" "$tag"
+}
+
 command -v docker >/dev/null || die "docker not found"
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) build_tracker; build_prometheus; build_mariadb; build_backup ;;
+    all)
+      build_tracker
+      build_prometheus
+      build_program caddy "$CADDY_IMAGE"
+      build_program pebble "$PEBBLE_IMAGE"
+      build_mariadb
+      build_backup
+      ;;
     tracker) build_tracker ;;
     prometheus) build_prometheus ;;
+    caddy) build_program caddy "$CADDY_IMAGE" ;;
+    pebble) build_program pebble "$PEBBLE_IMAGE" ;;
     mariadb) build_mariadb ;;
     backup) build_backup ;;
-    *) die "unknown image '$t' (all|tracker|prometheus|mariadb|backup)" ;;
+    *) die "unknown image '$t' (all|tracker|prometheus|caddy|pebble|mariadb|backup)" ;;
   esac
 done

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::deploy::{
-    Ctx, INFOHASH, Transcript, Vm, container, environment, http_get, http_request, random_hex, sh,
-    start_vm, tracker_health,
+    Ctx, INFOHASH, Vm, container, e2e_project, environment, http_get, http_request, random_hex, sh,
+    tracker_health,
 };
 use crate::harness::{Project, tracker_bin_dir};
 
@@ -85,7 +85,7 @@ fn restart_tracker() {
 /// The JSON object a `--format json` run printed.
 fn json_of(run: &crate::harness::Run) -> Value {
     let out = run.stdout();
-    assert!(out.starts_with("{\"format_version\":1"), "{out}");
+    assert!(out.starts_with("{\n  \"format_version\": 1,"), "{out}");
     serde_json::from_str(&out).unwrap()
 }
 
@@ -235,22 +235,17 @@ fn prove(ctx: &Ctx, vm: &Vm, driver: &str, drop_data: impl Fn()) -> String {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, mariadb, sqlite3, root"]
 fn data_e2e_mysql_then_sqlite_backup_and_restore() {
-    let project = Project::with_examples_in_git();
-    let vm = start_vm(&project);
+    let project = e2e_project();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n");
     // Characters that change a URL's meaning when not percent-encoded.
     let password = format!("p@ss/w#rd?%25&:{}", random_hex());
     let root_password = format!("r00t'\"{}", random_hex());
-    let ctx = Ctx {
-        project: &project,
-        token: format!("e2e-token-{}", random_hex()),
-        renamed_token: String::new(),
-        secrets: vec![
-            ("MYSQL_PASSWORD", password.clone()),
-            ("MYSQL_ROOT_PASSWORD", root_password.clone()),
-        ],
-        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
-        log: Transcript::default(),
-    };
+    let mut ctx = Ctx::new(&project, &vm);
+    ctx.secrets = vec![
+        ("MYSQL_PASSWORD", password.clone()),
+        ("MYSQL_ROOT_PASSWORD", root_password.clone()),
+    ];
     let mut figures = Vec::new();
 
     // MySQL: the MariaDB image, the tracker connecting with that password
@@ -295,10 +290,9 @@ fn data_e2e_mysql_then_sqlite_backup_and_restore() {
     }));
 
     // Secrets never in what the binary printed, nor in git.
-    let printed = ctx.log.0.lock().unwrap();
     let history = project.git(&["log", "-p", "--all"]);
     for secret in [&password, &root_password, &ctx.token] {
-        assert!(!printed.contains(secret.as_str()));
+        assert!(!ctx.printed(secret));
         assert!(!history.contains(secret.as_str()));
     }
     eprintln!("data e2e figures:\n{}", figures.join("\n"));

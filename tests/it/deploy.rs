@@ -15,7 +15,7 @@ use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
 pub(crate) const PROJECT: &str = "tracker-e2e";
 pub(crate) const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
 
-pub(crate) fn e2e_script(name: &str) -> PathBuf {
+fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
 }
 
@@ -112,20 +112,6 @@ impl Drop for Vm {
     }
 }
 
-/// The local images built, no stack of an earlier run left, and the VM
-/// started for `project`, whose repository the VM clones.
-pub(crate) fn start_vm(project: &Project) -> Vm {
-    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
-    // The deploy user clones origin.git from inside the (0700) temp dir.
-    sh("chmod", &["0755", project.path().to_str().unwrap()]);
-    let _ = Std::new("docker")
-        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
-        .output();
-    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
-    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
-    vm
-}
-
 /// `NAME='value'` lines (vm.sh single-quotes every value).
 fn parse_vm_env(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -150,7 +136,7 @@ pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
 
 /// Everything the binary printed, to search for the token at the end.
 #[derive(Default)]
-pub(crate) struct Transcript(pub(crate) std::sync::Mutex<String>);
+pub(crate) struct Transcript(std::sync::Mutex<String>);
 
 impl Transcript {
     fn keep(&self, run: Run) -> Run {
@@ -162,17 +148,59 @@ impl Transcript {
 }
 
 pub(crate) struct Ctx<'a> {
-    pub(crate) project: &'a Project,
+    project: &'a Project,
     pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
-    pub(crate) renamed_token: String,
+    renamed_token: String,
     /// More secrets, by name.
     pub(crate) secrets: Vec<(&'static str, String)>,
-    pub(crate) key: String,
-    pub(crate) log: Transcript,
+    key: String,
+    log: Transcript,
 }
 
-impl Ctx<'_> {
+/// The local images built, a project with the examples in git, and no stack
+/// left from an earlier run.
+pub(crate) fn e2e_project() -> Project {
+    sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    let project = Project::with_examples_in_git();
+    // The deploy user clones origin.git from inside the (0700) temp dir.
+    sh("chmod", &["0755", project.path().to_str().unwrap()]);
+    let _ = Std::new("docker")
+        .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
+        .output();
+    project
+}
+
+impl<'a> Ctx<'a> {
+    /// Fresh tokens, and the VM's key.
+    pub(crate) fn new(project: &'a Project, vm: &Vm) -> Self {
+        Self {
+            project,
+            token: format!("e2e-token-{}", random_hex()),
+            renamed_token: format!("e2e-renamed-{}", random_hex()),
+            secrets: Vec::new(),
+            key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
+            log: Transcript::default(),
+        }
+    }
+
+    /// Whether the binary printed `text`, on either stream, in any run.
+    pub(crate) fn printed(&self, text: &str) -> bool {
+        self.log.0.lock().unwrap().contains(text)
+    }
+
+    /// Publishes and deploys, which must succeed; returns the deployed commit.
+    pub(crate) fn publish_and_deploy(&self, message: &str) -> String {
+        let commit = self.publish(message, None);
+        let run = self.deploy().expect(0);
+        assert!(
+            run.stdout().contains(&format!("deployed {commit} to e2e")),
+            "{}",
+            run.stdout()
+        );
+        commit
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut command = self.project.command(args);
         command
@@ -299,7 +327,7 @@ fn pgrep(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-pub(crate) fn tracker_client(name: &str, target: &str) {
+fn tracker_client(name: &str, target: &str) {
     let output = Std::new(tracker_bin_dir().join(name))
         .args(["announce", target, INFOHASH])
         .output()
@@ -369,16 +397,10 @@ fn placeholders_are_refused_before_anything_connects() {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_rollout_rollback_lock_and_secrets() {
-    let project = Project::with_examples_in_git();
-    let vm = start_vm(&project);
-    let ctx = Ctx {
-        project: &project,
-        token: format!("e2e-token-{}", random_hex()),
-        renamed_token: format!("e2e-renamed-{}", random_hex()),
-        secrets: Vec::new(),
-        key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
-        log: Transcript::default(),
-    };
+    let project = e2e_project();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
+    let ctx = Ctx::new(&project, &vm);
     let env_file = "environments/e2e.json";
     // (1) first deploy
     project.write(
@@ -534,6 +556,16 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     }
     assert_eq!(tracker_health(), "healthy");
     ctx.run(&["status", "--env", "e2e"]).expect(0);
+    // The same as JSON, in the shapes the README documents.
+    let status = ctx.run(&["status", "--env", "e2e", "--format", "json"]);
+    let status = crate::json::assert_documented("### `status --format json`", &status.expect(0));
+    assert_eq!(status["verdict"], "in-sync");
+    assert_eq!(status["deployed"], status["branch_tip"]);
+    assert_eq!(status["drift"], json!([]));
+    let noop = ctx.deploy_with(&["--format", "json"]).expect(0);
+    let noop = crate::json::assert_documented("### `deploy --format json` (and `rollback`)", &noop);
+    assert_eq!(noop["result"]["outcome"], "noop");
+    assert_eq!(noop["result"]["commit"], status["deployed"]);
 
     // (4a) a commit pushed straight to the deploy branch, keeping publish's
     // message and provenance but bind-mounting the host's /etc: refused
