@@ -12,7 +12,7 @@ use super::load::print_reports;
 use super::{Conclusion, render};
 use crate::diagnostic::{display_path, display_text};
 use crate::environment;
-use crate::import::{self, Imported, Outcome};
+use crate::import::{self, Imported, Outcome, Source};
 use crate::project;
 
 #[derive(Debug, clap::Args)]
@@ -126,13 +126,15 @@ pub fn run(args: &Args) -> Result<Conclusion> {
          (`gh secret set NAME --env {name}` asks for the value):"
     )?;
     for secret in &secrets {
-        write!(
-            out,
-            "  {:<24} the value of {}",
-            secret.name, secret.upstream
-        )?;
-        if args.show_secret_values {
-            write!(out, ": {}", display_text(secret.value.expose()))?;
+        write!(out, "  {:<24} ", secret.name)?;
+        match &secret.source {
+            Source::File { pointer, value } => {
+                write!(out, "the value of {pointer}")?;
+                if args.show_secret_values {
+                    write!(out, ": {}", display_text(value.expose()))?;
+                }
+            }
+            Source::Vm(place) => write!(out, "{place}")?,
         }
         writeln!(out)?;
     }

@@ -1,13 +1,15 @@
-//! What `deploy`, `rollback` and `status` share: the target environment,
-//! loaded and valid, the SSH connection to its VM, and the checks a commit
-//! passes before the VM is touched.
+//! What `deploy`, `rollback`, `status`, `backup` and `restore` share: the
+//! target environment, loaded and valid, the SSH connection to its VM, the
+//! checks a commit passes before the VM is touched, and how a data op runs
+//! and reports.
 
 use std::io::Write;
 
 use anyhow::Result;
+use serde_json::json;
 
-use super::args::{Checks, VmTarget};
-use super::{Invalid, load};
+use super::args::{Checks, DataTarget, Format, VmTarget};
+use super::{Conclusion, Invalid, NotDone, json, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
 use crate::git;
@@ -92,4 +94,50 @@ pub fn verify(
     )?;
     // The VM checks out exactly the verified commit.
     Ok(verified)
+}
+
+/// Runs a data op (backup, backups, restore) on the target's VM: its steps
+/// and their times go to the progress stream; `report` prints the result for
+/// people and gives the op's own fields, which `--format json` prints as one
+/// object on stdout.
+pub fn data_op(
+    data: &DataTarget,
+    op: deploy::DataOp,
+    report: impl Fn(&Environment, &deploy::DataReport) -> serde_json::Value,
+) -> Result<Conclusion> {
+    let (target, format) = (&data.target, data.output.format);
+    let env = load_target(target)?;
+    let connection = connect(target, &env)?;
+    let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+    let health_url = crate::stack::tracker_health_url(&env);
+    let request = deploy::DataRequest {
+        root: &env.file.deploy.path,
+        caller: &caller,
+        lock_wait: deploy::LOCK_WAIT,
+        health_url: &health_url,
+    };
+    let mut progress = json::progress(format);
+    let done = deploy::data_op(&connection, &request, op, &mut progress)?;
+    let not_done = |outcome| Err(NotDone(outcome).into());
+    let conclusion = match done.outcome {
+        deploy::DataOutcome::BackedUp
+        | deploy::DataOutcome::Listed
+        | deploy::DataOutcome::Restored => Conclusion::Success,
+        deploy::DataOutcome::Failed => Conclusion::Failure,
+        // Nothing was tried: the tool could not do its job (exit 2).
+        deploy::DataOutcome::Refused => return not_done(deploy::Outcome::Refused),
+        deploy::DataOutcome::LockBusy => return not_done(deploy::Outcome::LockBusy),
+    };
+    let mut object = report(&env, &done);
+    if format == Format::Json {
+        object["result"] = json!(done.outcome.word());
+        object["steps"] = done
+            .steps
+            .iter()
+            .map(|(step, time)| json!({ "step": step, "seconds": time.as_secs_f64() }))
+            .collect();
+        object["total_seconds"] = json!(done.total.as_secs_f64());
+        json::print(&object)?;
+    }
+    Ok(conclusion)
 }

@@ -1,6 +1,7 @@
 //! Environment files: reading, strict parsing, the schema, cross-field rules, and
 //! the typed model everything downstream works from.
 
+mod cron;
 mod document;
 pub mod image;
 mod model;
@@ -14,6 +15,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use cron::runs_per_day;
 pub use document::{Document, escape_token};
 pub use model::*;
 pub use rules::{RESERVED_NAMES, RESERVED_PREFIXES};

@@ -11,10 +11,11 @@ use super::upstream::{self, Tls};
 use crate::diagnostic::Diagnostic;
 use crate::environment::schema::conventional_secret_name;
 use crate::environment::{
-    AnnouncePolicy, Core, Database, Deploy, Document, EnvironmentFile, Grafana, HealthCheckApi,
-    HttpApi, HttpTracker, Https, Listener, LogLevel, Mysql, Prometheus, SCHEMA_REFERENCE, Secret,
-    Tracker, default_caddy_image, default_grafana_image, default_grafana_publish,
-    default_prometheus_image, default_prometheus_publish, parse_address, placeholder,
+    AnnouncePolicy, Backup, Core, Database, Deploy, Document, EnvironmentFile, Grafana,
+    HealthCheckApi, HttpApi, HttpTracker, Https, Listener, LogLevel, Mysql, Prometheus,
+    SCHEMA_REFERENCE, Secret, Tracker, TrackerPolicy, default_backup_image, default_caddy_image,
+    default_grafana_image, default_grafana_publish, default_prometheus_image,
+    default_prometheus_publish, parse_address, placeholder, runs_per_day,
 };
 
 /// The tracker image: the upstream file cannot name one, and the upstream
@@ -30,7 +31,10 @@ const PLACEHOLDER_HOST: &str = "tracker.example.org";
 /// Why a whole section or key has no counterpart.
 const PROVISIONING: &str = "provisioning is not tracker-gitops' job: it deploys to a VM that \
      already exists (the one the upstream deployer created) and never creates one";
-const NOT_SUPPORTED_YET: &str = "tracker-gitops does not support this yet";
+/// The most backups `backup.keep` may ask for.
+const MAX_BACKUPS_KEPT: u32 = 1000;
+/// Why a value is what the upstream deployer always runs with.
+const UPSTREAM_FIXED: &str = "what the upstream deployer configures, whatever its file says";
 /// The upstream deployer's ACME directories, by this tool's names for them.
 const CA_PRODUCTION: &str = "letsencrypt";
 const CA_STAGING: &str = "letsencrypt-staging";
@@ -41,10 +45,17 @@ pub const UNMAPPED: &str = "tracker-gitops has no counterpart for it";
 pub struct SecretToCreate {
     /// The GitHub environment secret's name.
     pub name: &'static str,
-    /// Where the value was in the upstream file.
-    pub upstream: String,
-    /// The value, for a terminal only ([`SecretValue`] never prints it by accident).
-    pub value: SecretValue,
+    pub source: Source,
+}
+
+/// Where a secret's value is.
+#[derive(Debug)]
+pub enum Source {
+    /// In the upstream file, at `pointer`. The value is for a terminal only
+    /// ([`SecretValue`] never prints it by accident).
+    File { pointer: String, value: SecretValue },
+    /// Not in the file: on the VM, where the upstream deployer keeps it.
+    Vm(&'static str),
 }
 
 /// A secret's value: `Debug` hides it, so no log or panic message shows it.
@@ -68,7 +79,7 @@ pub struct Choice {
     /// Its JSON pointer in the result.
     pub pointer: &'static str,
     pub value: String,
-    pub why: &'static str,
+    pub why: String,
 }
 
 /// The books of one import.
@@ -103,11 +114,11 @@ impl Ledger {
         self.drop(upstream, UNMAPPED);
     }
 
-    fn choose(&mut self, pointer: &'static str, value: impl Into<String>, why: &'static str) {
+    fn choose(&mut self, pointer: &'static str, value: impl Into<String>, why: impl Into<String>) {
         self.choices.push(Choice {
             pointer,
             value: value.into(),
-            why,
+            why: why.into(),
         });
     }
 
@@ -117,8 +128,32 @@ impl Ledger {
         self.carry(pointer, pointer);
         self.secrets.push(SecretToCreate {
             name,
-            upstream: pointer.to_string(),
-            value: SecretValue(value.to_string()),
+            source: Source::File {
+                pointer: pointer.to_string(),
+                value: SecretValue(value.to_string()),
+            },
+        });
+        Secret {
+            secret: name.to_string(),
+        }
+    }
+
+    /// The MySQL root password the upstream deployer generated when its file
+    /// has none: each backup is verified by a restore, which needs it.
+    fn generated_root_password(&mut self) -> Secret {
+        const POINTER: &str = "/tracker/core/database/root_password";
+        let name = conventional_secret_name(POINTER);
+        self.choose(
+            POINTER,
+            format!("{{\"secret\": \"{name}\"}}"),
+            "backups of MySQL need the root password; the upstream deployer generated one",
+        );
+        self.secrets.push(SecretToCreate {
+            name,
+            source: Source::Vm(
+                "the value of MYSQL_ROOT_PASSWORD in /opt/torrust/.env on the VM (the upstream \
+                 deployer generated it)",
+            ),
         });
         Secret {
             secret: name.to_string(),
@@ -195,7 +230,7 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
     if file.environment.description.is_some() {
         ledger.carry("/description", "/environment/description");
     }
-    let tracker = tracker(&file.tracker, document, &mut ledger);
+    let tracker = tracker(&file.tracker, file.backup.is_some(), document, &mut ledger);
     let prometheus = file.prometheus.as_ref().map(|p| {
         ledger.carry("/prometheus", "/prometheus");
         ledger.carry(
@@ -211,9 +246,7 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
         }
     });
     let grafana = file.grafana.as_ref().map(|g| grafana(g, &mut ledger));
-    if document.place("/backup").is_some() {
-        ledger.drop("/backup", NOT_SUPPORTED_YET);
-    }
+    let backup = file.backup.as_ref().map(|b| backup(b, name, &mut ledger));
     let deploy = deploy(&file.ssh_credentials, name, &mut ledger);
     let mut result = EnvironmentFile {
         schema: Some(SCHEMA_REFERENCE.to_string()),
@@ -222,6 +255,7 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
         prometheus,
         grafana,
         https: None,
+        backup,
         deploy,
     };
     let served = !result.domains().is_empty();
@@ -232,7 +266,12 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
     (result, ledger)
 }
 
-fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger) -> Tracker {
+fn tracker(
+    tracker: &upstream::Tracker,
+    backup: bool,
+    document: &Document,
+    ledger: &mut Ledger,
+) -> Tracker {
     ledger.carry("/tracker", "/tracker");
     ledger.choose(
         "/tracker/image",
@@ -245,7 +284,12 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
         format!(
             "interval {UPSTREAM_ANNOUNCE_INTERVAL} s, interval_min {UPSTREAM_ANNOUNCE_INTERVAL} s"
         ),
-        "what the upstream deployer configures, whatever its file says",
+        UPSTREAM_FIXED,
+    );
+    ledger.choose(
+        "/tracker/core/tracker_policy/persistent_torrent_completed_stat",
+        "true",
+        UPSTREAM_FIXED,
     );
     ledger.carry("/tracker/core", "/tracker/core");
     ledger.carry("/tracker/core/private", "/tracker/core/private");
@@ -314,7 +358,10 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
                 interval: UPSTREAM_ANNOUNCE_INTERVAL,
                 interval_min: UPSTREAM_ANNOUNCE_INTERVAL,
             },
-            database: database(&tracker.core.database, ledger),
+            tracker_policy: TrackerPolicy {
+                persistent_torrent_completed_stat: true,
+            },
+            database: database(&tracker.core.database, backup, ledger),
         },
         udp_trackers,
         http_trackers,
@@ -323,7 +370,8 @@ fn tracker(tracker: &upstream::Tracker, document: &Document, ledger: &mut Ledger
     }
 }
 
-fn database(database: &upstream::Database, ledger: &mut Ledger) -> Database {
+/// The database; `backup`: MySQL backups need the root password.
+fn database(database: &upstream::Database, backup: bool, ledger: &mut Ledger) -> Database {
     const AT: &str = "/tracker/core/database";
     ledger.carry(AT, AT);
     ledger.carry(format!("{AT}/driver"), format!("{AT}/driver"));
@@ -344,9 +392,11 @@ fn database(database: &upstream::Database, ledger: &mut Ledger) -> Database {
             ledger.carry(format!("{AT}/port"), format!("{AT}/port"));
             ledger.carry(format!("{AT}/user"), format!("{AT}/username"));
             let password = ledger.secret(&format!("{AT}/password"), password);
-            let root_password = root_password
-                .as_deref()
-                .map(|value| ledger.secret(&format!("{AT}/root_password"), value));
+            let root_password = match root_password {
+                Some(value) => Some(ledger.secret(&format!("{AT}/root_password"), value)),
+                None if backup => Some(ledger.generated_root_password()),
+                None => None,
+            };
             Database::Mysql(Mysql {
                 host: host.clone(),
                 port: *port,
@@ -410,6 +460,43 @@ fn https(https: &upstream::Https, served: bool, ledger: &mut Ledger) -> Option<H
         ca_root: None,
         image: default_caddy_image(),
     })
+}
+
+/// Backups: upstream keeps them for a number of days, this tool a number of
+/// backups, so `keep` is the count that covers those days.
+fn backup(backup: &upstream::Backup, name: &str, ledger: &mut Ledger) -> Backup {
+    ledger.carry("/backup", "/backup");
+    ledger.carry("/backup/schedule", "/backup/schedule");
+    ledger.consumed.push("/backup/retention_days".into());
+    let days = backup.retention_days.max(1);
+    let (keep, why) = match runs_per_day(&backup.schedule) {
+        Some(runs) => (
+            days.saturating_mul(runs),
+            format!("{days} days of `retention_days` × {runs} backups a day"),
+        ),
+        None => (
+            days,
+            format!(
+                "{days} days of `retention_days`, at most one backup a day assumed: the \
+                 schedule does not run every day alike; check it"
+            ),
+        ),
+    };
+    let keep = keep.clamp(1, MAX_BACKUPS_KEPT);
+    ledger.choose("/backup/keep", keep.to_string(), why);
+    let path = format!("/srv/tracker-gitops/{name}/backups");
+    ledger.choose(
+        "/backup/path",
+        path.clone(),
+        "beside the checkout, where no deploy removes them; the upstream deployer keeps its \
+         own in /opt/torrust/storage/backup",
+    );
+    Backup {
+        schedule: backup.schedule.clone(),
+        keep,
+        path,
+        image: default_backup_image(),
+    }
 }
 
 fn deploy(ssh: &upstream::SshCredentials, name: &str, ledger: &mut Ledger) -> Deploy {

@@ -21,7 +21,7 @@ use crate::diagnostic::{Code, Diagnostic, FileReport, Severity, display_path};
 use crate::environment::schema::field_name;
 use crate::environment::{self, Document, Namespace, escape_token};
 
-pub use mapping::{Choice, SecretToCreate, SecretValue, TRACKER_IMAGE};
+pub use mapping::{Choice, SecretToCreate, SecretValue, Source, TRACKER_IMAGE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -317,7 +317,9 @@ fn unaccounted(value: &Value, ledger: &mapping::Ledger, unknown: &[String]) -> V
     found.retain(|pointer| {
         let used = ledger.carried.iter().any(|(_, from)| from == pointer)
             || ledger.consumed.iter().any(|from| from == pointer)
-            || ledger.secrets.iter().any(|s| &s.upstream == pointer);
+            || ledger.secrets.iter().any(|s| {
+                matches!(&s.source, mapping::Source::File { pointer: from, .. } if from == pointer)
+            });
         let left = ledger.dropped.iter().any(|(at, _)| within(pointer, at))
             || unknown.iter().any(|at| within(pointer, at));
         !used && !left
@@ -439,7 +441,10 @@ mod tests {
             assert!(!imported.secrets.is_empty());
             let debug = format!("{imported:?}");
             for secret in &imported.secrets {
-                let value = secret.value.expose();
+                let Source::File { value, .. } = &secret.source else {
+                    continue;
+                };
+                let value = value.expose();
                 assert!(!imported.text.contains(value), "{}", secret.name);
                 assert!(!debug.contains(value), "{}", secret.name);
             }

@@ -39,6 +39,7 @@ pub struct File {
     pub prometheus: Option<Prometheus>,
     pub grafana: Option<Grafana>,
     pub https: Option<Https>,
+    pub backup: Option<Backup>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,12 +146,26 @@ pub struct Https {
     pub use_staging: bool,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct Backup {
+    #[serde(default = "default_backup_schedule")]
+    pub schedule: String,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
 // The upstream deployer's defaults for keys left out.
 fn default_ssh_user() -> String {
     "torrust".into()
 }
 fn default_ssh_port() -> u16 {
     22
+}
+fn default_backup_schedule() -> String {
+    "0 3 * * *".into()
+}
+fn default_retention_days() -> u32 {
+    7
 }
 
 #[cfg(test)]
@@ -176,6 +191,7 @@ mod tests {
         assert!(schema().validate(&document).diagnostics.is_empty());
         let file: File = serde_json::from_value(document.value).unwrap();
         assert_eq!(file.ssh_credentials.username, "torrust");
+        assert_eq!(file.backup.unwrap().retention_days, 7);
     }
 
     #[test]

@@ -207,10 +207,12 @@ fn settings_carry_over_field_by_field() {
                 our_db["password"],
                 serde_json::json!({"secret": "MYSQL_PASSWORD"})
             );
-            let root = db.get("root_password").filter(|v| !v.is_null());
+            // Given, or needed by backups (`backups_keep_what_upstream_kept`).
+            let root = db.get("root_password").filter(|v| !v.is_null()).is_some()
+                || !upstream["backup"].is_null();
             assert_eq!(
                 our_db.get("root_password"),
-                root.map(|_| serde_json::json!({"secret": "MYSQL_ROOT_PASSWORD"}))
+                root.then(|| serde_json::json!({"secret": "MYSQL_ROOT_PASSWORD"}))
                     .as_ref(),
                 "{}",
                 at("root_password")
@@ -279,6 +281,23 @@ fn settings_carry_over_field_by_field() {
             );
         }
 
+        // Backups (their `keep`: `backups_keep_what_upstream_kept`).
+        let backup = &upstream["backup"];
+        if !backup.is_null() {
+            assert_eq!(
+                env["backup"]["schedule"],
+                backup["schedule"],
+                "{}",
+                at("backup")
+            );
+        }
+        assert_eq!(
+            env.get("backup").is_some(),
+            !backup.is_null(),
+            "{}",
+            at("backup")
+        );
+
         // SSH, with the upstream deployer's defaults.
         let ssh = &upstream["ssh_credentials"];
         assert_eq!(
@@ -297,14 +316,36 @@ fn settings_carry_over_field_by_field() {
 }
 
 #[test]
-fn backup_is_reported_not_carried_over() {
-    let fixture = repo_root().join("tests/fixtures/upstream/full-stack-lxd.json");
-    let (run, project, name) = import(&fixture);
-    run.expect(0).expect_stderr(
-        "full-stack-lxd.json:74:3: warning: `backup` is not carried over [not-imported]",
-    );
-    let env = json(&project.read(&format!("environments/{name}.json")));
-    assert!(env.get("backup").is_none());
+fn backups_keep_what_upstream_kept() {
+    for (fixture, schedule, keep) in [
+        ("full-stack-lxd", "0 2 * * *", 7),
+        // Every 4 hours for 14 days.
+        ("backup-focused", "0 */4 * * *", 84),
+    ] {
+        let (run, project, name) =
+            import(&repo_root().join(format!("tests/fixtures/upstream/{fixture}.json")));
+        let stdout = run.expect(0).stdout();
+        let env = json(&project.read(&format!("environments/{name}.json")));
+        assert_eq!(env["backup"]["schedule"], schedule, "{fixture}");
+        assert_eq!(env["backup"]["keep"], keep, "{fixture}");
+        assert_eq!(
+            env["backup"]["path"],
+            format!("/srv/tracker-gitops/{name}/backups")
+        );
+        assert!(
+            project
+                .join(&format!("build/{name}/docker-compose.yml"))
+                .is_file()
+        );
+        // MySQL backups need the root password, which upstream generated.
+        assert_eq!(
+            env["tracker"]["core"]["database"]["root_password"],
+            serde_json::json!({"secret": "MYSQL_ROOT_PASSWORD"})
+        );
+        if fixture == "backup-focused" {
+            assert!(stdout.contains("MYSQL_ROOT_PASSWORD      the value of MYSQL_ROOT_PASSWORD in /opt/torrust/.env on the VM"), "{stdout}");
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `harness`.
 
 mod action;
+mod data;
 mod deploy;
 mod github;
 mod harness;
