@@ -692,3 +692,41 @@ fn a_file_named_from_a_subdirectory_is_found_and_the_result_goes_to_the_root() {
     assert!(project.join("environments/udp-only.json").is_file());
     assert!(project.join("build/udp-only/docker-compose.yml").is_file());
 }
+
+#[test]
+#[ignore = "needs .ci/install: docker compose, caddy"]
+fn compose_and_caddy_accept_every_imported_stack() {
+    for fixture in fixtures() {
+        let upstream = json(&std::fs::read_to_string(&fixture).unwrap());
+        let (run, project, name) = import(&fixture);
+        run.expect(0);
+        let config = crate::render::compose_config(&project, &name);
+        let mut services: Vec<&str> = config["services"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        services.sort_unstable();
+        let env = json(&project.read(&format!("environments/{name}.json")));
+        let mut expected = vec!["tracker"];
+        for (section, service) in [
+            ("prometheus", "prometheus"),
+            ("grafana", "grafana"),
+            ("https", "caddy"),
+            ("backup", "backup"),
+        ] {
+            if env.get(section).is_some() {
+                expected.push(service);
+            }
+        }
+        if upstream["tracker"]["core"]["database"]["driver"] == "mysql" {
+            expected.push("mysql");
+        }
+        expected.sort_unstable();
+        assert_eq!(services, expected, "{name}");
+        if env.get("https").is_some() {
+            crate::render::caddy_validate(&project, &name);
+        }
+    }
+}

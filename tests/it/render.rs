@@ -383,7 +383,7 @@ fn an_https_setting_changes_only_caddy() {
 
 /// `caddy validate` (the real Caddy) on a rendered Caddyfile, its
 /// container paths mapped to the rendered tree.
-fn caddy_validate(project: &Project, env: &str) -> String {
+pub(crate) fn caddy_validate(project: &Project, env: &str) -> String {
     let dir = project.join(&format!("build/{env}/storage/caddy/etc"));
     let text = std::fs::read_to_string(dir.join("Caddyfile")).unwrap();
     let local = dir.join("local.Caddyfile");
@@ -451,7 +451,7 @@ fn caddy_accepts_the_rendered_caddyfiles() {
 }
 
 /// `docker compose config` (the real Compose v2) on a rendered environment, as JSON.
-fn compose_config(project: &Project, env: &str) -> Value {
+pub(crate) fn compose_config(project: &Project, env: &str) -> Value {
     let mut command = tool("docker");
     command
         .args([
