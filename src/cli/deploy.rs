@@ -33,14 +33,26 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     // Before connecting: a deploy without its secrets would only fail on the VM.
     let secrets = deploy::Secrets::collect(&env, |name| std::env::var(name).ok())?;
     let source = vm::Source::new(&args.target, &env)?;
-    let commit = vm::verify(&args.checks, &env, &source, args.commit.as_deref())?;
+    let verified = vm::verify(&args.checks, &env, &source, args.commit.as_deref())?;
     let connection = vm::connect(&args.target, &env)?;
+    let deployed = deploy::deployed(&connection, &env.file.deploy.path)?.current;
+    // Deploying the running commit again (a re-run) changes no data.
+    if deployed.as_deref() != Some(verified.commit.as_str()) {
+        let gate = vm::check_data_loss(
+            &verified,
+            deployed.as_deref(),
+            None,
+            vm::Acknowledge::InFile(&env),
+        )?;
+        vm::before_data_loss(&env, &gate)?;
+    }
     let run = Run {
         env: &env,
         source: &source,
-        commit: &commit,
+        commit: &verified.commit,
         rollout: &args.rollout,
         allow_downgrade: args.allow_downgrade,
+        expect: Some(deployed.as_deref()),
     };
     run.on(&connection, deploy::SecretSource::Sent(&secrets))
 }
@@ -52,6 +64,9 @@ pub struct Run<'a> {
     pub commit: &'a str,
     pub rollout: &'a Rollout,
     pub allow_downgrade: bool,
+    /// The commit the VM must still run (`Some(None)`: none), as the data
+    /// check saw it.
+    pub expect: Option<Option<&'a str>>,
 }
 
 impl Run<'_> {
@@ -75,6 +90,7 @@ impl Run<'_> {
             keep: &stack::DATA_DIRS,
             caller: &caller,
             lock_wait: deploy::LOCK_WAIT,
+            expect: self.expect,
         };
         let report = deploy::deploy(connection, secrets, &request, &mut io::stdout())?;
         let sha = &report.sha;

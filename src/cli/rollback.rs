@@ -21,6 +21,11 @@ pub struct Args {
     checks: Checks,
     #[command(flatten)]
     rollout: Rollout,
+    /// Go back across a change that loses data: its id as the refusal names
+    /// it (repeat for each). The commit rolled back to cannot acknowledge
+    /// it: it was reviewed for the way forward.
+    #[arg(long, value_name = "ID")]
+    acknowledge_data_loss: Vec<String>,
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {
@@ -31,27 +36,33 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     // before anything connects, else once the VM said which commit it ran
     // before (a question that changes nothing).
     let verify = |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit));
-    let (commit, connection) = match &args.to {
-        Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
-        None => {
-            let connection = vm::connect(target, &env)?;
-            let previous =
-                deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "nothing to roll back to: the VM keeps no older deployed commit \
-                         with its secrets"
-                    )
-                })?;
-            (verify(&previous)?, connection)
-        }
+    let early = args.to.as_deref().map(verify).transpose()?;
+    let connection = vm::connect(target, &env)?;
+    let deployed = deploy::deployed(&connection, &env.file.deploy.path)?;
+    let verified = match early {
+        Some(verified) => verified,
+        None => verify(deployed.previous.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "nothing to roll back to: the VM keeps no older deployed commit with its secrets"
+            )
+        })?)?,
     };
+    let gate = vm::check_data_loss(
+        &verified,
+        deployed.current.as_deref(),
+        Some(&args.acknowledge_data_loss),
+        vm::Acknowledge::Flag,
+    )?;
+    vm::before_data_loss(&env, &gate)?;
+    let commit = &verified.commit;
     eprintln!("rolling back {} to {commit}", env.name);
     let run = Run {
         env: &env,
         source: &source,
-        commit: &commit,
+        commit,
         rollout: &args.rollout,
         allow_downgrade: true,
+        expect: Some(deployed.current.as_deref()),
     };
     run.on(&connection, deploy::SecretSource::Stored)
 }

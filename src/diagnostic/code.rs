@@ -67,6 +67,7 @@ codes! {
     IntervalMinAboveInterval = "interval-min-above-interval": "`interval_min` is greater than `interval`.",
     MysqlRootUser = "mysql-root-user": "The tracker would connect to MySQL as `root`.",
     ExternalMysqlSetting = "external-mysql-setting": "`image` or `root_password` with an external MySQL server, where they do nothing.",
+    ImpossibleAcknowledgement = "impossible-acknowledgement": "An `acknowledge_data_loss` id for a change that does not lead to this file: the database, service or volume it names is not what the file has.",
     MovingTag = "moving-tag": "A warning: an image by a tag that can move (`develop`, `latest`), not by digest.",
     InvalidBranchName = "invalid-branch-name": "`deploy.branch` is not a valid git branch name.",
     BranchOutsideNamespace = "branch-outside-namespace": "An explicit `deploy.branch` outside the deploy namespace (`deploy/`).",

@@ -162,8 +162,12 @@ struct Manifest {
 /// The stack recorded in a rendered tree; `None` when the tree has no
 /// [`STACK_FILE`] (rendered by an older version, or not a render at all).
 pub fn recorded_stack(tree: &Tree) -> Option<Result<Stack, serde_json::Error>> {
-    let bytes = tree.get(STACK_FILE)?;
-    Some(serde_json::from_slice::<Manifest>(bytes).map(|manifest| manifest.stack))
+    tree.get(STACK_FILE).map(read_stack)
+}
+
+/// The stack in the bytes of a [`STACK_FILE`].
+pub fn read_stack(bytes: &[u8]) -> Result<Stack, serde_json::Error> {
+    serde_json::from_slice::<Manifest>(bytes).map(|manifest| manifest.stack)
 }
 
 /// An environment rendered: the stack (with config hashes) and every file.

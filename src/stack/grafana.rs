@@ -6,6 +6,8 @@ use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
 const PORT: u16 = 3000;
+/// The named volume that holds its data.
+pub const VOLUME: &str = "grafana_data";
 
 /// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
 pub const PROVISIONING_DIR: BindDir = BindDir {
@@ -44,7 +46,7 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
 
     let mut component = Component::new(grafana);
     component.secret(PASSWORD_SECRET, g.admin_password.name());
-    component.volume("grafana_data", "/var/lib/grafana");
+    component.volume(VOLUME, "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);
     Some(component)
 }
