@@ -42,6 +42,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "grafana-datasources.yml.hbs",
         include_str!("../../templates/grafana-datasources.yml.hbs"),
     ),
+    (
+        "grafana-dashboards.yml.hbs",
+        include_str!("../../templates/grafana-dashboards.yml.hbs"),
+    ),
 ];
 
 /// Where the machine-readable stack goes in the tree; plans compare it.
@@ -232,6 +236,23 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
                 &context::GrafanaDatasources::new(&header),
             )?,
         );
+        let dir = grafana::PROVISIONING_DIR;
+        tree.insert(
+            dir.tree_path(grafana::DASHBOARD_PROVIDER_FILE),
+            templates.render(
+                "grafana-dashboards.yml.hbs",
+                &context::GrafanaDashboards::new(
+                    &header,
+                    dir.container_path(grafana::DASHBOARDS_DIR),
+                ),
+            )?,
+        );
+        for (name, json) in grafana::DASHBOARDS {
+            tree.insert(
+                dir.tree_path(&format!("{}/{name}", grafana::DASHBOARDS_DIR)),
+                json,
+            );
+        }
     }
     for service in &mut stack.services {
         service.config_hash = tree.hash_under(service.bind_sources());

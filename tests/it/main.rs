@@ -2,6 +2,7 @@
 //! `harness`.
 
 mod action;
+mod dashboards;
 mod deploy;
 mod github;
 mod harness;
