@@ -18,6 +18,7 @@ pub use base::{default_base, tree_at};
 use crate::diff::{self, ChangeKind};
 use crate::git;
 use crate::render::{Rendered, STACK_FILE};
+use crate::stack::loss::Gate;
 use crate::stack::{self, Port, Reason, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
@@ -72,6 +73,9 @@ pub struct EnvironmentPlan {
     /// The stack after deploy, when its services, published ports, networks or
     /// dependencies change.
     pub topology: Option<Stack>,
+    /// The changes that lose data, and the acknowledgements that name none
+    /// of them; shown before anything else.
+    pub data_loss: Gate,
     /// The files that differ, by path.
     pub files: Vec<FilePlan>,
 }
@@ -205,9 +209,14 @@ impl EnvironmentPlan {
             }
             (_, after) => after.cloned(),
         };
+        let data_loss = match after {
+            Some(after) => Gate::between(before, after, &after.acknowledged_data_loss),
+            None => Gate::default(),
+        };
         Self {
             name,
             change,
+            data_loss,
             networks: SetChange::of_stacks(before, after, |s| &s.networks),
             volumes: SetChange::of_stacks(before, after, |s| &s.volumes),
             services,

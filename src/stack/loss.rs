@@ -279,7 +279,7 @@ fn file_name<'a>(path: &'a str, other: &str) -> &'a str {
 
 /// The data losses of a deploy, each with whether the new version's
 /// environment acknowledges it, and the acknowledgements that name none of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Gate {
     pub losses: Vec<Checked>,
     /// Ids acknowledged that this change does not bring: an acknowledgement
