@@ -105,9 +105,13 @@ pub fn check_data_loss(
     acknowledged: Option<&[String]>,
     how: Acknowledge,
 ) -> Result<Gate> {
-    let new = verified
-        .stack_at(&verified.commit)?
-        .ok_or_else(|| anyhow::anyhow!("{} has no stack record", verified.commit))?;
+    let new = verified.stack_at(&verified.commit)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "refusing to deploy {}: it has no stack record (published by an older \
+             tracker-gitops), so what it does to the data cannot be checked; publish it again",
+            verified.commit
+        )
+    })?;
     let old = match deployed {
         Some(commit) => verified.stack_at(commit)?,
         None => None,
