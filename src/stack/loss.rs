@@ -233,25 +233,27 @@ fn tracker_database(old: &TrackerDatabase, new: &TrackerDatabase) -> Vec<DataLos
             starts_empty(old),
         )],
         (Mysql { name: a, .. }, Mysql { name: b, .. }) => {
-            let mut found = Vec::new();
             let (from, to) = (server_id(old), server_id(new));
-            if from != to {
-                found.push(DataLoss::new(
+            [
+                (
                     Kind::MysqlServer,
-                    &format!("{from}->{to}"),
-                    changes("MySQL server"),
-                    starts_empty(old),
-                ));
-            }
-            if a != b {
-                found.push(DataLoss::new(
+                    from != to,
+                    format!("{from}->{to}"),
+                    "MySQL server",
+                ),
+                (
                     Kind::MysqlDatabase,
-                    &format!("{a}->{b}"),
-                    changes("MySQL database"),
-                    starts_empty(old),
-                ));
-            }
-            found
+                    a != b,
+                    format!("{a}->{b}"),
+                    "MySQL database",
+                ),
+            ]
+            .into_iter()
+            .filter(|(_, differs, _, _)| *differs)
+            .map(|(kind, _, subject, what)| {
+                DataLoss::new(kind, &subject, changes(what), starts_empty(old))
+            })
+            .collect()
         }
         (Sqlite { .. }, Mysql { .. }) | (Mysql { .. }, Sqlite { .. }) => {
             let driver = |d: &TrackerDatabase| match d {
