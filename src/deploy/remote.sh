@@ -635,8 +635,10 @@ tg_deploy() {
   tg_step_lock
   tg_previous=$(tg_read_deployed) # may have changed while we waited
   # The CLI checked what this commit does to the data against the commit it
-  # saw running: another one running now was never checked.
-  if [[ $tg_req_expect != - && $tg_req_expect != "${tg_previous:-none}" ]]; then
+  # saw running: another one running now was never checked (unless it is this
+  # commit: deploying it again changes no data).
+  if [[ $tg_req_expect != - && $tg_req_expect != "${tg_previous:-none}" \
+    && $tg_previous != "$tg_commit" ]]; then
     tg_say "the VM runs ${tg_previous:-nothing} now, not $tg_req_expect, which this deploy" \
       "was checked against (another deploy ran meanwhile); nothing was changed: deploy again"
     tg_note="reason=deployed-changed"

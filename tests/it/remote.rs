@@ -449,8 +449,8 @@ fn remote_downgrade_is_refused_unless_asked_for() {
 }
 
 /// A deploy checked against the commit the VM ran is refused when another
-/// one runs by the time it holds the lock; checked against the right one, it
-/// goes ahead.
+/// one runs by the time it holds the lock (unless that is the commit it
+/// deploys); checked against the right one, it goes ahead.
 #[test]
 fn remote_deploy_checked_against_another_running_commit_is_refused() {
     let vm = Vm::new();
@@ -487,6 +487,9 @@ fn remote_deploy_checked_against_another_running_commit_is_refused() {
     }
     vm.run("deploy", &script(Some(&c1)))
         .expect(Outcome::Deployed, &c2);
+    // Checked against c1 while another deploy put c2 in place: nothing to check.
+    vm.run("deploy", &script(Some(&c1)))
+        .expect(Outcome::Noop, &c2);
 }
 
 /// `deployed` names the running commit and the one deployed before; a
