@@ -699,6 +699,7 @@ fn deploy_e2e_data_loss_is_refused_until_acknowledged() {
         assert!(run.stderr().contains(&text), "{text}: {}", run.stderr());
     }
     assert_eq!(vm_state(&vm), before);
+    eprintln!("refused:\n{}", run.stderr());
 
     // (2) acknowledged in the environment file: deployed
     write(&|env| {
