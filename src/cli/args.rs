@@ -5,8 +5,35 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
+use clap::parser::{ArgMatches, ValueSource};
 
 use crate::environment;
+use crate::project::Root;
+
+/// Re-anchors the paths the user typed (relative to where the command was
+/// started) at the project root, where commands run; defaults already are.
+pub struct Typed<'a> {
+    pub root: &'a Root,
+    /// The subcommand's matches, which tell typed values from defaults.
+    pub matches: &'a ArgMatches,
+}
+
+impl Typed<'_> {
+    /// `path`, the value of the argument `id`, when the user typed it.
+    pub fn path(&self, id: &str, path: &mut PathBuf) {
+        if matches!(
+            self.matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            *path = self.root.typed(path);
+        }
+    }
+}
+
+/// Argument groups and commands holding paths: they re-anchor them.
+pub trait Paths {
+    fn anchor(&mut self, typed: &Typed);
+}
 
 /// Which environments to work on, and where their files and output are.
 #[derive(Debug, clap::Args)]
@@ -24,6 +51,16 @@ pub struct Selection {
     pub templates: Option<PathBuf>,
 }
 
+impl Paths for Selection {
+    fn anchor(&mut self, typed: &Typed) {
+        self.dirs.anchor(typed);
+        typed.path("out", &mut self.out);
+        if let Some(templates) = &mut self.templates {
+            typed.path("templates", templates);
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Environments {
     /// Directory holding the environment files.
@@ -33,6 +70,12 @@ pub struct Environments {
         default_value = "environments"
     )]
     pub dir: PathBuf,
+}
+
+impl Paths for Environments {
+    fn anchor(&mut self, typed: &Typed) {
+        typed.path("dir", &mut self.dir);
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +112,15 @@ pub struct VmTarget {
     pub branches: Branches,
 }
 
+impl Paths for VmTarget {
+    fn anchor(&mut self, typed: &Typed) {
+        self.dirs.anchor(typed);
+        if let Some(identity) = &mut self.identity {
+            typed.path("identity", identity);
+        }
+    }
+}
+
 /// What a deploy or rollback checks its commit against before it connects.
 #[derive(Debug, clap::Args)]
 pub struct Checks {
@@ -81,6 +133,12 @@ pub struct Checks {
     pub out: PathBuf,
 }
 
+impl Paths for Checks {
+    fn anchor(&mut self, typed: &Typed) {
+        typed.path("out", &mut self.out);
+    }
+}
+
 /// How a deploy or rollback runs on the VM.
 #[derive(Debug, clap::Args)]
 pub struct Rollout {
@@ -90,6 +148,14 @@ pub struct Rollout {
     /// Seconds the stack gets to become healthy before it is rolled back.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
+}
+
+/// How a command reports: for people, or one JSON object on stdout.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// Output format (json: see "Machine-readable output" in the README).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

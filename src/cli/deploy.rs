@@ -6,7 +6,7 @@ use std::io;
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, Rollout, VmTarget};
+use super::args::{Checks, Paths, Rollout, Typed, VmTarget};
 use super::vm;
 use crate::deploy;
 use crate::environment::Environment;
@@ -26,6 +26,13 @@ pub struct Args {
     /// Deploy even a commit older than the one running (a downgrade).
     #[arg(long)]
     allow_downgrade: bool,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+        self.checks.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

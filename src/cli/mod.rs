@@ -3,12 +3,17 @@
 //! what a command concluded to the exit code, for all of them:
 //!
 //! 0 success or up to date; 1 the thing checked is wrong (invalid file, drift,
-//! failed deploy); 2 the tool could not do its job, or refused.
+//! failed deploy); 2 the tool could not do its job, or refused. One opt-in
+//! swaps them, as terraform users expect: `plan --detailed-exitcode` exits 2
+//! when there are changes and 1 when it could not plan.
 
 mod args;
+mod completions;
 mod deploy;
 mod init;
+mod json;
 mod load;
+mod man;
 mod plan;
 mod publish;
 mod render;
@@ -18,22 +23,32 @@ mod status;
 mod validate;
 mod vm;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::project::Root;
+use args::{Paths, Typed};
+
+use args::Format;
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
 // action's run.sh can set defaults that arguments after them override.
 #[command(
     name = "tracker-gitops",
-    version,
+    version = env!("TRACKER_GITOPS_VERSION"),
     about,
     propagate_version = true,
     args_override_self = true
 )]
 struct Cli {
+    /// Run as if started in DIR (like git -C and make -C); from there, the
+    /// project root is found as git finds a work tree.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +57,8 @@ struct Cli {
 enum Command {
     /// Check environment files against the schema and the stack rules.
     Validate(validate::Args),
-    /// Write a complete environment file with the defaults filled in.
+    /// Write a complete environment file with the defaults filled in (and
+    /// with --github the GitHub workflows).
     Init(init::Args),
     /// Print the JSON Schema that environment files are validated against.
     Schema,
@@ -59,6 +75,37 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Print the completion script for a shell.
+    Completions(completions::Args),
+    /// Print the manual page (roff).
+    Man,
+}
+
+impl Command {
+    /// The output format asked for; fatal errors are printed in it too.
+    fn format(&self) -> Format {
+        match self {
+            Self::Plan(args) => args.output.format,
+            Self::Render(args) => args.output.format,
+            Self::Validate(_)
+            | Self::Init(_)
+            | Self::Schema
+            | Self::Publish(_)
+            | Self::Deploy(_)
+            | Self::Rollback(_)
+            | Self::Status(_)
+            | Self::Completions(_)
+            | Self::Man => Format::Human,
+        }
+    }
+
+    /// The exit code when the tool could not do its job.
+    fn error_code(&self) -> u8 {
+        match self {
+            Self::Plan(args) if args.detailed_exitcode => 1,
+            _ => 2,
+        }
+    }
 }
 
 /// What a command concluded about the thing it checked or did.
@@ -68,6 +115,8 @@ enum Conclusion {
     Success,
     /// Exit 1.
     Failure,
+    /// Exit 2, only when asked for (`plan --detailed-exitcode`): there are changes.
+    Changes,
 }
 
 /// Invalid environment files stop a command that needs valid ones; the
@@ -77,8 +126,11 @@ enum Conclusion {
 struct Invalid;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -88,14 +140,50 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let (format, error_code) = (cli.command.format(), cli.command.error_code());
+    let root = match Root::enter(cli.directory.as_deref()) {
+        Ok(root) => root,
+        Err(e) => return failed(&e.into(), format, error_code),
+    };
+    if let Some((_, matches)) = matches.subcommand() {
+        cli.command.anchor(&Typed {
+            root: &root,
+            matches,
+        });
+    }
     match run(cli) {
         Ok(Conclusion::Success) => ExitCode::SUCCESS,
         Ok(Conclusion::Failure) => ExitCode::from(1),
-        Err(e) if e.is::<Invalid>() => ExitCode::from(2),
-        Err(e) => {
-            // Library errors carry their causes in their messages.
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+        Ok(Conclusion::Changes) => ExitCode::from(2),
+        Err(e) => failed(&e, format, error_code),
+    }
+}
+
+/// Reports an error that stopped a command, in its format, and exits `code`.
+fn failed(e: &anyhow::Error, format: Format, code: u8) -> ExitCode {
+    // Invalid files: their diagnostics are already printed. Library errors
+    // carry their causes in their messages.
+    if !e.is::<Invalid>() {
+        eprintln!("error: {e}");
+    }
+    if format == Format::Json {
+        let _ = json::print_error(e);
+    }
+    ExitCode::from(code)
+}
+
+impl Paths for Command {
+    fn anchor(&mut self, typed: &Typed) {
+        match self {
+            Command::Validate(args) => args.anchor(typed),
+            Command::Init(args) => args.anchor(typed),
+            Command::Render(args) => args.anchor(typed),
+            Command::Plan(args) => args.anchor(typed),
+            Command::Publish(args) => args.anchor(typed),
+            Command::Deploy(args) => args.anchor(typed),
+            Command::Rollback(args) => args.anchor(typed),
+            Command::Status(args) => args.anchor(typed),
+            Command::Schema | Command::Completions(_) | Command::Man => {}
         }
     }
 }
@@ -111,5 +199,7 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Man => man::run(Cli::command()),
     }
 }

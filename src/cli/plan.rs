@@ -1,16 +1,17 @@
-//! `plan`: what merging would deploy, as Markdown on stdout, in the job
-//! summary and, with `--comment`, in the pull request's sticky comment.
+//! `plan`: what merging would deploy, as Markdown (or, with `--format json`,
+//! the plan as data) on stdout, as Markdown in the job summary and, with
+//! `--comment`, in the pull request's sticky comment.
 
 use std::io::{self, Write};
 
 use anyhow::Result;
 
-use super::args::{Branches, Selection};
-use super::{Conclusion, Invalid, load};
+use super::args::{Branches, Format, Output, Paths, Selection, Typed};
+use super::{Conclusion, Invalid, json, load};
 use crate::actions;
 use crate::git;
 use crate::github::{self, Posted};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Current, Plan};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,6 +35,18 @@ pub struct Args {
     comment_author: String,
     #[command(flatten)]
     branches: Branches,
+    #[command(flatten)]
+    pub output: Output,
+    /// Exit 0 when nothing changes, 2 when something does, 1 when the plan
+    /// cannot be made (as terraform plan -detailed-exitcode).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 /// The plan file handed to later steps of a job (step output `plan-file`).
@@ -48,12 +61,12 @@ struct Planned {
 
 /// Plans, sets the step outputs `changed` (`[]` without a plan) and
 /// `plan-file` (an empty file without a plan), then, when asked, posts the
-/// plan. Exit 0 whatever the plan says.
+/// plan. Exit 0 whatever the plan says, unless `--detailed-exitcode`.
 pub fn run(args: &Args) -> Result<Conclusion> {
     let planned = make_plan(args);
     let (changed, markdown) = match &planned {
-        Ok(planned) => (planned.plan.changed(), planned.markdown.as_str()),
-        Err(_) => (Vec::new(), ""),
+        Ok(planned) => (planned.plan.changed.as_slice(), planned.markdown.as_str()),
+        Err(_) => (&[][..], ""),
     };
     let written = actions::set_output("changed", &serde_json::Value::from(changed).to_string())
         .and_then(|()| actions::output_file("plan-file", PLAN_FILE, markdown.as_bytes()));
@@ -63,10 +76,14 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         let target = github::CommentTarget::from_env(planned.event.as_ref(), &args.comment_author)?;
         post(&target, &planned.plan)?;
     }
-    Ok(Conclusion::Success)
+    Ok(if args.detailed_exitcode && planned.plan.has_changes() {
+        Conclusion::Changes
+    } else {
+        Conclusion::Success
+    })
 }
 
-/// The plan, printed on stdout and added to the job summary.
+/// The plan, printed on stdout (Markdown or JSON) and added to the job summary.
 fn make_plan(args: &Args) -> Result<Planned> {
     let selection = &args.selection;
     let Some(rendered) = load::rendered(selection, &args.branches)? else {
@@ -87,7 +104,11 @@ fn make_plan(args: &Args) -> Result<Planned> {
     let at_base = plan::tree_at(&repo, &base, &out)?;
     let current = rendered
         .into_iter()
-        .map(|(env, rendered)| (env.name, rendered))
+        .map(|(env, rendered)| Current {
+            description: env.file.description.clone(),
+            name: env.name,
+            rendered,
+        })
         .collect();
     let plan = plan::build(
         base,
@@ -97,7 +118,10 @@ fn make_plan(args: &Args) -> Result<Planned> {
         selection.names.is_empty(),
     )?;
     let markdown = plan::markdown::render(&plan);
-    io::stdout().write_all(markdown.as_bytes())?;
+    match args.output.format {
+        Format::Human => io::stdout().write_all(markdown.as_bytes())?,
+        Format::Json => json::print(&plan)?,
+    }
     actions::append_summary(&plan::markdown::render_within(
         &plan,
         actions::SUMMARY_LIMIT,

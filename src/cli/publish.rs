@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use anyhow::Result;
 
-use super::args::{Branches, Selection};
+use super::args::{Branches, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, load};
 use crate::actions;
 use crate::diff;
@@ -45,6 +45,12 @@ pub struct Args {
     /// The source ref recorded in the provenance (default: the checked-out branch).
     #[arg(long, value_name = "REF", env = "GITHUB_REF")]
     source_ref: Option<String>,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.selection.anchor(typed);
+    }
 }
 
 /// Environment name → the new commit of its deploy branch.

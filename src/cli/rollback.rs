@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, Rollout, VmTarget};
+use super::args::{Checks, Paths, Rollout, Typed, VmTarget};
 use super::deploy::Run;
 use super::vm;
 use crate::deploy;
@@ -26,6 +26,13 @@ pub struct Args {
     /// it: it was reviewed for the way forward.
     #[arg(long, value_name = "ID")]
     acknowledge_data_loss: Vec<String>,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+        self.checks.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

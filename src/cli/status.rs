@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::VmTarget;
+use super::args::{Paths, Typed, VmTarget};
 use super::vm;
 use crate::deploy;
 use crate::stack;
@@ -12,6 +12,12 @@ use crate::stack;
 pub struct Args {
     #[command(flatten)]
     target: VmTarget,
+}
+
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+    }
 }
 
 pub fn run(args: &Args) -> Result<Conclusion> {

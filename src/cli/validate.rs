@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Branches, Environments, Format};
+use super::args::{Branches, Environments, Format, Paths, Typed};
 use super::load::print_reports;
 use crate::diagnostic::FileReport;
 use crate::environment;
@@ -28,14 +28,18 @@ pub struct Args {
     format: Format,
 }
 
+impl Paths for Args {
+    fn anchor(&mut self, typed: &Typed) {
+        self.dirs.anchor(typed);
+        for file in &mut self.files {
+            typed.path("files", file);
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<Conclusion> {
-    let files = if !args.names.is_empty() {
-        args.names
-            .iter()
-            .map(|name| args.dirs.dir.join(format!("{name}.json")))
-            .collect()
-    } else if args.files.is_empty() {
-        environment::discover(&args.dirs.dir)?
+    let files = if args.files.is_empty() {
+        environment::select(&args.dirs.dir, &args.names)?
     } else {
         args.files
     };

@@ -14,7 +14,8 @@ use crate::stack::loss::Gate;
 use crate::verify::{self, Verified};
 
 /// Loads and validates the target's environment, against all the others too;
-/// invalid → [`Invalid`].
+/// invalid → [`Invalid`]. One whose VM settings are still placeholders is
+/// refused: there is no VM to touch.
 pub fn load_target(target: &VmTarget) -> Result<Environment> {
     let checked = environment::check_selected(
         &target.dirs.dir,
@@ -22,7 +23,11 @@ pub fn load_target(target: &VmTarget) -> Result<Environment> {
         &target.branches.namespace()?,
     )?;
     match load::valid(checked)? {
-        Some(mut environments) if environments.len() == 1 => Ok(environments.remove(0)),
+        Some(mut environments) if environments.len() == 1 => {
+            let env = environments.remove(0);
+            env.configured()?;
+            Ok(env)
+        }
         _ => Err(Invalid.into()),
     }
 }

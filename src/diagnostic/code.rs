@@ -69,6 +69,8 @@ codes! {
     ExternalMysqlSetting = "external-mysql-setting": "`image` or `root_password` with an external MySQL server, where they do nothing.",
     ImpossibleAcknowledgement = "impossible-acknowledgement": "An `acknowledge_data_loss` id for a change that does not lead to this file: the database, service or volume it names is not what the file has.",
     MovingTag = "moving-tag": "A warning: an image by a tag that can move (`develop`, `latest`), not by digest.",
+    NotConfigured = "not-configured": "A warning: a VM setting still holds a placeholder (an example host, the host key `init` writes); `deploy`, `rollback` and `status` refuse it.",
+    UnauthenticatedService = "unauthenticated-service": "A warning: Prometheus, which has no authentication, published on an address other than loopback.",
     InvalidBranchName = "invalid-branch-name": "`deploy.branch` is not a valid git branch name.",
     BranchOutsideNamespace = "branch-outside-namespace": "An explicit `deploy.branch` outside the deploy namespace (`deploy/`).",
     ProtectedBranch = "protected-branch": "The deploy branch is the checked-out (source) branch or `origin`'s default branch.",

@@ -4,6 +4,7 @@
 mod document;
 pub mod image;
 mod model;
+pub mod placeholder;
 mod rules;
 pub mod schema;
 mod set;
@@ -29,8 +30,32 @@ pub enum Error {
     List { dir: PathBuf, source: io::Error },
     #[error("no environment files (*.json) in {}", display_path(.dir))]
     NoEnvironments { dir: PathBuf },
-    #[error("no environment named `{}` in {}", display_text(.name), display_path(.dir))]
-    UnknownEnvironment { name: String, dir: PathBuf },
+    #[error(
+        "no environment named `{}` in {}{}",
+        display_text(.name),
+        display_path(.dir),
+        unknown_hint(.suggestion.as_deref(), .known)
+    )]
+    UnknownEnvironment {
+        name: String,
+        dir: PathBuf,
+        /// The existing environment the name is closest to, if it looks like a typo.
+        suggestion: Option<String>,
+        /// The environments there are.
+        known: Vec<String>,
+    },
+    #[error(
+        "{} is not configured yet: {} still {}; set {} to your VM's \
+         (README: Preparing a VM)",
+        display_path(.path),
+        .settings.join(" and "),
+        if .settings.len() == 1 { "holds a placeholder" } else { "hold placeholders" },
+        if .settings.len() == 1 { "it" } else { "them" }
+    )]
+    NotConfigured {
+        path: PathBuf,
+        settings: Vec<String>,
+    },
     #[error("{} already exists; refusing to overwrite it", display_path(.path))]
     Exists { path: PathBuf },
     #[error("cannot write {}: {source}", display_path(.path))]
@@ -61,6 +86,22 @@ impl Environment {
     /// The deploy branch: the environment's own, else `<prefix><name>`.
     pub fn deploy_branch(&self, prefix: &str) -> String {
         self.file.deploy.branch_of(&self.name, prefix)
+    }
+
+    /// Refuses an environment whose VM settings are still placeholders:
+    /// nothing can be deployed to, or asked of, a VM nobody named.
+    pub fn configured(&self) -> Result<(), Error> {
+        let placeholders = placeholder::in_deploy(&self.file.deploy);
+        if placeholders.is_empty() {
+            return Ok(());
+        }
+        Err(Error::NotConfigured {
+            path: self.path.clone(),
+            settings: placeholders
+                .iter()
+                .map(|p| p.pointer.trim_start_matches('/').replace('/', "."))
+                .collect(),
+        })
     }
 
     /// Every secret the stack needs at deploy time, in a stable order, once each.
@@ -252,15 +293,37 @@ pub fn select(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, Error> {
         .map(|name| {
             let path = dir.join(format!("{name}.json"));
             if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::UnknownEnvironment {
-                    name: name.clone(),
-                    dir: dir.to_path_buf(),
-                })
+                return Ok(path);
             }
+            let known: Vec<String> = discover(dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+                .collect();
+            Err(Error::UnknownEnvironment {
+                name: name.clone(),
+                dir: dir.to_path_buf(),
+                // `--env staging.json` means `staging`.
+                suggestion: schema::closest(name.strip_suffix(".json").unwrap_or(name), &known),
+                known,
+            })
         })
         .collect()
+}
+
+/// What follows an unknown environment's name: the likely one, and the list.
+fn unknown_hint(suggestion: Option<&str>, known: &[String]) -> String {
+    let mut hint = String::new();
+    if let Some(suggestion) = suggestion {
+        hint.push_str(&format!("; did you mean `{}`?", display_text(suggestion)));
+    }
+    if known.is_empty() {
+        hint.push_str(" (it holds none: `tracker-gitops init NAME` writes one)");
+    } else {
+        let names: Vec<String> = known.iter().map(|name| display_text(name)).collect();
+        hint.push_str(&format!(" (environments: {})", names.join(", ")));
+    }
+    hint
 }
 
 /// A complete, working environment file with every default written out.
@@ -272,32 +335,48 @@ pub fn template(name: &str, schema_path: &str) -> String {
     text
 }
 
-/// Writes `dir/NAME.json` from the template; never overwrites. Returns its path.
-pub fn init(dir: &Path, name: &str) -> Result<PathBuf, Error> {
-    /// Where `$schema` points, relative to the environment file.
-    const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+/// Where `$schema` points, relative to the environment file: editors resolve
+/// it there, so `init` keeps a copy of the schema at that place.
+pub const SCHEMA_REFERENCE: &str = "../schema/environment.schema.json";
+
+/// What `init` wrote.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The new environment file.
+    pub file: PathBuf,
+    /// The schema copy its `$schema` points to.
+    pub schema: PathBuf,
+    /// Whether the schema copy was written (false: it was already current).
+    pub schema_written: bool,
+}
+
+/// Writes `dir/NAME.json` from the template, never overwriting it, and the
+/// schema copy its `$schema` points to.
+pub fn init(dir: &Path, name: &str) -> Result<Initialized, Error> {
     let path = dir.join(format!("{name}.json"));
     let write_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Write { path, source }
     };
-    // Editors resolve `$schema` relative to the file: keep a copy of the schema there.
-    let schema_path = dir.join(SCHEMA_REFERENCE);
+    let schema_path = crate::project::normalize(&dir.join(SCHEMA_REFERENCE));
     let schema_dir = schema_path.parent().unwrap_or(dir);
     fs::create_dir_all(dir).map_err(write_error(dir))?;
     fs::create_dir_all(schema_dir).map_err(write_error(schema_dir))?;
-    fs::write(&schema_path, schema::SCHEMA).map_err(write_error(&schema_path))?;
-    // Written whole beside, then linked into place: linking never overwrites,
-    // and a failed write leaves no half file behind to block the next attempt.
-    let staging = dir.join(format!(".{name}.json.{}", std::process::id()));
-    fs::write(&staging, template(name, SCHEMA_REFERENCE)).map_err(write_error(&staging))?;
-    let linked = fs::hard_link(&staging, &path);
-    let _ = fs::remove_file(&staging);
-    linked.map_err(|source| match source.kind() {
-        io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
-        _ => write_error(&path)(source),
-    })?;
-    Ok(path)
+    crate::project::create_new(&path, template(name, SCHEMA_REFERENCE).as_bytes()).map_err(
+        |source| match source.kind() {
+            io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
+            _ => write_error(&path)(source),
+        },
+    )?;
+    let schema_written = fs::read(&schema_path).ok().as_deref() != Some(schema::SCHEMA.as_bytes());
+    if schema_written {
+        fs::write(&schema_path, schema::SCHEMA).map_err(write_error(&schema_path))?;
+    }
+    Ok(Initialized {
+        file: path,
+        schema: schema_path,
+        schema_written,
+    })
 }
 
 /// A minimal valid environment for unit tests; `extra` adds top-level sections

@@ -10,6 +10,7 @@ use super::Environment;
 use super::document::Document;
 use super::image::{ImageRef, tracker_image_facts};
 use super::model::{Database, EnvironmentFile};
+use super::placeholder;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::stack::{Stack, loss};
 
@@ -334,6 +335,8 @@ const RULES: &[Rule] = &[
     pinned_images,
     valid_branch_name,
     possible_acknowledgements,
+    configured,
+    authenticated_when_published,
 ];
 
 /// Applies every cross-field rule to a typed, schema-valid file.
@@ -627,6 +630,67 @@ fn possible_acknowledgements(
             ),
         );
     }
+}
+
+/// A warning for every VM setting still at the placeholder `init` wrote.
+fn configured(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    for placeholder in placeholder::in_deploy(&env.deploy) {
+        let pointer = placeholder.pointer;
+        let key = pointer.trim_start_matches('/').replace('/', ".");
+        found.push(
+            Diagnostic::warning(
+                Code::NotConfigured,
+                pointer,
+                document.value_span(pointer),
+                format!("`{key}` is not configured yet: it is {}", placeholder.what),
+            )
+            .with_hint(if pointer == "/deploy/host_key" {
+                "put the VM's host key here, read on the VM itself: `ssh-keygen -lf \
+                 /etc/ssh/ssh_host_ed25519_key.pub`; deploy refuses the placeholder"
+            } else {
+                "put your VM's DNS name or address here; deploy refuses an example host"
+            }),
+        );
+    }
+}
+
+/// A warning for a service without authentication published beyond loopback:
+/// Prometheus's UI and API answer anyone who reaches the port. Grafana asks
+/// for a login, so it is not one of them.
+fn authenticated_when_published(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let Some(prometheus) = &env.prometheus else {
+        return;
+    };
+    let address = prometheus.publish;
+    if address.ip().is_loopback() {
+        return;
+    }
+    let pointer = "/prometheus/publish";
+    // Left out, the publish address is the default (loopback): only a written one can be here.
+    found.push(
+        Diagnostic::warning(
+            Code::UnauthenticatedService,
+            pointer,
+            document.value_span(pointer),
+            format!(
+                "Prometheus has no authentication: on {address} it answers anyone who reaches \
+                 the VM"
+            ),
+        )
+        .with_hint(format!(
+            "publish it on \"127.0.0.1:{port}\" and open it through an SSH tunnel \
+             (`ssh -N -L {port}:127.0.0.1:{port} {user}@{host}`, then http://127.0.0.1:{port}), \
+             or read the metrics through Grafana, which asks for a login (give `grafana` a \
+             `domain` for HTTPS)",
+            port = address.port(),
+            user = env.deploy.user,
+            host = env.deploy.host,
+        )),
+    );
 }
 
 fn schema_name(schema: super::model::ConfigSchema) -> &'static str {

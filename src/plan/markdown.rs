@@ -1,9 +1,12 @@
 //! A plan as Markdown, for a job summary or a pull request comment: the
 //! changes that lose data first, in an alert no reviewer can miss; a line per
-//! environment, then for each one that changes its service table, its topology
-//! as a Mermaid diagram when that changes, and each file's diff folded in
-//! `<details>`. A pure function of the plan; a size cap leaves out the largest
-//! diffs first.
+//! environment with its counts, then for each one that changes its
+//! description, the services that change (unchanged ones named once), what
+//! each recreation costs, its endpoints before and after, its topology as a
+//! Mermaid diagram when that changes, and each file's diff folded in
+//! `<details>` — the tool's own record (`.tracker-gitops/`) left out: what it
+//! records is already said above. A pure function of the plan; a size cap
+//! leaves out the largest diffs first.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -11,7 +14,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{
-    EnvironmentChange, EnvironmentPlan, FilePlan, Plan, ServicePlan, ServiceState, SetChange,
+    Change, EndpointPlan, EndpointSide, EnvironmentPlan, FilePlan, Plan, ServicePlan, ServiceState,
+    SetChange,
 };
 use crate::diagnostic::{display_path, display_text};
 use crate::diff::ChangeKind;
@@ -103,12 +107,13 @@ fn leave_out(blocks: &mut Vec<Block>, limit: usize, full_plan_at: &str) {
 fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
     let mut blocks: Vec<Block> = data_loss(plan).into_iter().map(Block::fixed).collect();
     blocks.push(Block::fixed(head(plan)));
-    for env in plan.environments.iter().filter(|env| env.is_changed()) {
-        blocks.push(Block::fixed(format!(
-            "### {}\n\n{}",
-            display_text(&env.name),
-            table(env)
-        )));
+    // An environment whose own record alone changes has nothing to review.
+    for env in plan
+        .environments
+        .iter()
+        .filter(|env| env.is_changed() && !(env.counts.is_zero() && only_internal(env)))
+    {
+        blocks.push(Block::fixed(section(env)));
         if let Some(after) = &env.topology {
             blocks.push(Block {
                 text: format!("Topology after deploy:\n\n{}\n", mermaid(after)),
@@ -116,7 +121,12 @@ fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
                 diagram: true,
             });
         }
-        blocks.extend(env.files.iter().map(|file| file_block(file, full_plan_at)));
+        blocks.extend(
+            env.files
+                .iter()
+                .filter(|file| !file.internal)
+                .map(|file| file_block(file, full_plan_at)),
+        );
     }
     blocks
 }
@@ -174,14 +184,14 @@ fn data_loss(plan: &Plan) -> Option<String> {
 
 /// The title, the count of environments that change, a line for each.
 fn head(plan: &Plan) -> String {
-    let changed = plan.changed();
+    let changed = plan.changed.len();
     let mut head = format!(
         "## tracker-gitops plan\n\nCompared with the rendered output at `{}`: {} of {} {} {}.\n\n",
         plan.base,
-        changed.len(),
+        changed,
         plan.environments.len(),
         plural(plan.environments.len(), "environment", "environments"),
-        plural(changed.len(), "changes", "change"),
+        plural(changed, "changes", "change"),
     );
     for env in &plan.environments {
         // A removed environment is named by a directory at the base: escaped.
@@ -191,48 +201,105 @@ fn head(plan: &Plan) -> String {
     head
 }
 
-/// One line: e.g. `prometheus: recreated; tracker: unchanged`.
+/// One line: e.g. `0 to add, 0 to change, 1 to recreate, 0 to remove`.
 fn summary(env: &EnvironmentPlan) -> String {
-    let line = env
-        .services
-        .iter()
-        .map(|service| format!("{}: {}", service.name, service.change.verb()))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let counts = env.counts;
     match env.change {
-        EnvironmentChange::Removed => "removed environment".into(),
-        EnvironmentChange::Added => format!("new environment — {line}"),
-        EnvironmentChange::Unchanged => "no changes".into(),
-        EnvironmentChange::Changed
-            if env
-                .services
-                .iter()
-                .all(|service| service.change == ServiceChange::Unchanged) =>
-        {
-            format!("{line} (files change, no service does)")
+        Change::Unchanged => "no changes".into(),
+        Change::Added => format!("new environment: {counts}"),
+        Change::Removed => format!("removed environment: {counts}"),
+        Change::Changed if !counts.is_zero() => counts.to_string(),
+        Change::Changed if only_internal(env) => {
+            "only tracker-gitops's own record changes, no service does".into()
         }
-        EnvironmentChange::Changed => line,
+        Change::Changed => "files change, no service does".into(),
     }
 }
 
-/// The service table, and the stack's network and volume changes.
-fn table(env: &EnvironmentPlan) -> String {
-    let mut out = String::from("| service | change | details |\n|---|---|---|\n");
-    for service in &env.services {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            service.name,
-            service.change.verb(),
-            details(service).replace('|', "\\|")
-        );
+/// Whether every file that changes is the tool's own.
+fn only_internal(env: &EnvironmentPlan) -> bool {
+    env.files.iter().all(|file| file.internal)
+}
+
+/// An environment's heading, description, counts, services, the costs of
+/// its recreations, endpoints, networks and volumes.
+fn section(env: &EnvironmentPlan) -> String {
+    let mut out = format!("### {}\n\n", display_text(&env.name));
+    if let Some(description) = &env.description {
+        let _ = writeln!(out, "> {}\n", display_text(description));
     }
-    out.push('\n');
+    let _ = writeln!(out, "**Plan: {}.**\n", env.counts);
+    let (unchanged, changing): (Vec<_>, Vec<_>) = env
+        .services
+        .iter()
+        .partition(|service| service.change == ServiceChange::Unchanged);
+    if !changing.is_empty() {
+        out.push_str("| service | change | details |\n|---|---|---|\n");
+        for service in &changing {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                service.name,
+                service.change.verb(),
+                details(service).replace('|', "\\|")
+            );
+        }
+        out.push('\n');
+    }
+    if !unchanged.is_empty() {
+        let names: Vec<_> = unchanged.iter().map(|s| s.name.as_str()).collect();
+        let _ = writeln!(out, "Unchanged: {}.\n", names.join(", "));
+    }
+    let recreated: Vec<_> = changing.iter().filter(|s| !s.costs.is_empty()).collect();
+    if !recreated.is_empty() {
+        out.push_str("What the recreations cost:\n\n");
+        for service in recreated {
+            let _ = writeln!(out, "- **{}**:", service.name);
+            for cost in &service.costs {
+                let _ = writeln!(out, "  - {cost}");
+            }
+        }
+        out.push('\n');
+    }
+    if !env.endpoints.is_empty() {
+        out.push_str(&endpoints(&env.endpoints));
+    }
     for (what, changes) in [("Networks", &env.networks), ("Volumes", &env.volumes)] {
         if !changes.is_empty() {
             let _ = writeln!(out, "{what}: {}\n", set_changes(changes));
         }
     }
+    out
+}
+
+/// The endpoints table: each endpoint before and after.
+fn endpoints(endpoints: &[EndpointPlan]) -> String {
+    let side = |side: &Option<EndpointSide>| {
+        side.as_ref().map_or_else(
+            || "—".to_string(),
+            |side| {
+                let reach = if side.public { "public" } else { "loopback" };
+                format!("`{}` ({reach})", side.url)
+            },
+        )
+    };
+    let mut out =
+        String::from("Endpoints on the VM:\n\n| endpoint | before | after |\n|---|---|---|\n");
+    for endpoint in endpoints {
+        let after = match endpoint.change {
+            Change::Unchanged => "unchanged".to_string(),
+            Change::Removed => "removed".to_string(),
+            Change::Added | Change::Changed => side(&endpoint.after),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            endpoint.kind,
+            side(&endpoint.before),
+            after
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -253,24 +320,35 @@ fn details(service: &ServicePlan) -> String {
     match (&service.change, &service.before, &service.after) {
         (ServiceChange::Added, _, Some(after)) => image_and_ports(after, "publishes"),
         (ServiceChange::Removed, Some(before), _) => image_and_ports(before, "published"),
-        (ServiceChange::Recreated(reasons), Some(before), Some(after)) => reasons
+        (
+            ServiceChange::Recreated(reasons) | ServiceChange::Changed(reasons),
+            Some(before),
+            Some(after),
+        ) => reasons
             .iter()
             .map(|reason| match *reason {
                 Reason::Image => format!("image `{}` → `{}`", before.image, after.image),
-                Reason::Ports => {
-                    let changes = set_changes(&SetChange::between(
+                Reason::Config if !service.config_files.is_empty() => {
+                    let files: Vec<_> = service
+                        .config_files
+                        .iter()
+                        .map(|path| format!("`{}`", display_path(path)))
+                        .collect();
+                    format!("config {}", files.join(", "))
+                }
+                Reason::Ports => format!(
+                    "ports {}",
+                    set_changes(&SetChange::between(
                         &published(&before.ports),
                         &published(&after.ports),
-                    ));
-                    // Only a port's note (a comment in the compose file) may differ.
-                    if changes.is_empty() {
-                        "ports".into()
-                    } else {
-                        format!("ports {changes}")
-                    }
-                }
+                    ))
+                ),
                 other => other.to_string(),
             })
+            .chain(
+                matches!(service.change, ServiceChange::Changed(_))
+                    .then(|| "the container is kept".to_string()),
+            )
             .collect::<Vec<_>>()
             .join("; "),
         _ => String::new(),
@@ -430,7 +508,7 @@ fn mermaid_text(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::build;
-    use crate::plan::tests::{committed, plan_between, rendered, three_environments};
+    use crate::plan::tests::{committed, current, plan_between, rendered, three_environments};
 
     fn line(plan: &Plan, env: usize) -> String {
         summary(&plan.environments[env])
@@ -441,9 +519,24 @@ mod tests {
         let base = rendered(r#""prometheus": { "scrape_interval": 15 },"#);
         let now = rendered(r#""prometheus": { "scrape_interval": 30 },"#);
         let plan = plan_between(&base, now);
-        assert_eq!(line(&plan, 0), "prometheus: recreated; tracker: unchanged");
+        assert_eq!(
+            line(&plan, 0),
+            "0 to add, 0 to change, 1 to recreate, 0 to remove"
+        );
         let markdown = render(&plan);
-        assert!(markdown.contains("| prometheus | recreated | config |"));
+        assert!(
+            markdown.contains("| prometheus | recreated | config `build/test/storage/prometheus/etc/prometheus.yml` |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("Unchanged: tracker.\n"), "{markdown}");
+        assert!(
+            markdown.contains("- **prometheus**:\n  - `http://127.0.0.1:9090/` stops answering")
+        );
+        assert!(
+            markdown.contains("| Prometheus | `http://127.0.0.1:9090/` (loopback) | unchanged |")
+        );
+        // The stack file is the tool's own: its diff would repeat the config hash.
+        assert!(!markdown.contains("stack.json"), "{markdown}");
         assert!(!markdown.contains("```mermaid"));
     }
 
@@ -452,7 +545,10 @@ mod tests {
         let base = rendered(r#""prometheus": {},"#);
         let now = rendered("");
         let plan = plan_between(&base, now);
-        assert_eq!(line(&plan, 0), "prometheus: removed; tracker: recreated");
+        assert_eq!(
+            line(&plan, 0),
+            "0 to add, 0 to change, 1 to recreate, 1 to remove"
+        );
         let markdown = render(&plan);
         assert!(
             markdown.contains("| tracker | recreated | networks |"),
@@ -470,8 +566,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "new environment — tracker: added",
-                "removed environment",
+                "new environment: 1 to add, 0 to change, 0 to recreate, 0 to remove",
+                "removed environment: 0 to add, 0 to change, 0 to recreate, 1 to remove",
                 "no changes"
             ]
         );
@@ -483,7 +579,7 @@ mod tests {
         let mut at_base = committed("test", &now);
         at_base.insert("test/big.txt", "x\n".repeat(50_000));
         at_base.insert("test/small.txt", "y\n");
-        let plan = build("main", "build", &at_base, vec![("test".into(), now)], true).unwrap();
+        let plan = build("main", "build", &at_base, vec![current("test", now)], true).unwrap();
         let full = render(&plan);
         assert!(full.len() > 100_000);
         let short = render_within(&plan, 10_000, "the job summary");
@@ -494,7 +590,7 @@ mod tests {
             short.contains("+++ /dev/null\n@@ -1 +0,0 @@\n-y\n"),
             "{short}"
         );
-        assert!(short.contains("**test**: tracker: unchanged (files change, no service does)"));
+        assert!(short.contains("**test**: files change, no service does"));
         let tiny = render_within(&plan, 100, "x");
         assert!(tiny.len() <= 100 && tiny.ends_with("…(cut)\n"));
     }

@@ -1,25 +1,31 @@
 //! What merging would change, as a plain value: each environment's committed
 //! render at a base revision (read from git: `base.rs`) against a fresh render.
-//! Per environment: what happens to each service and why, the networks and
-//! volumes, the topology after deploy, and every file's diff. Services are
-//! compared through the stack every render records, never by parsing YAML.
-//! [`markdown`] shows a plan; it serializes as data too.
+//! Per environment: how many services are added, changed, recreated and
+//! removed; what happens to each and why, and what a recreation costs; the
+//! endpoints before and after (`endpoints.rs`); the networks and volumes, the
+//! topology after deploy, and every file's diff. Services are compared
+//! through the stack every render records, never by parsing YAML.
+//! [`markdown`] shows a plan for people; it serializes as data too (the JSON
+//! shape the README documents under "Machine-readable output").
 
 mod base;
+mod endpoints;
 pub mod markdown;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub use base::{default_base, tree_at};
+pub use endpoints::{EndpointPlan, EndpointSide};
 
 use crate::diff::{self, ChangeKind};
 use crate::git;
 use crate::render::{Rendered, STACK_FILE};
 use crate::stack::loss::Gate;
-use crate::stack::{self, Port, Reason, Service, ServiceChange, Stack};
+use crate::stack::{self, Cost, Port, Reason, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,10 @@ pub struct Plan {
     pub base: String,
     /// The output directory inside the repository (e.g. `build`), in file paths.
     pub out: String,
+    /// The names of the environments that change.
+    pub changed: Vec<String>,
+    /// The services of every environment, counted by what happens to them.
+    pub counts: Counts,
     /// By name.
     pub environments: Vec<EnvironmentPlan>,
 }
@@ -65,13 +75,19 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvironmentPlan {
     pub name: String,
-    pub change: EnvironmentChange,
+    /// From the environment file; `None` when it has none, or is gone.
+    pub description: Option<String>,
+    pub change: Change,
+    pub counts: Counts,
     /// Every service at either side, by name.
     pub services: Vec<ServicePlan>,
+    /// Every endpoint at either side, by kind.
+    pub endpoints: Vec<EndpointPlan>,
     pub networks: SetChange,
     pub volumes: SetChange,
     /// The stack after deploy, when its services, published ports, networks or
-    /// dependencies change.
+    /// dependencies change. Only drawn: the data is the stack file's diff.
+    #[serde(skip)]
     pub topology: Option<Stack>,
     /// The changes that lose data, and the acknowledgements that name none
     /// of them; shown before anything else.
@@ -80,15 +96,33 @@ pub struct EnvironmentPlan {
     pub files: Vec<FilePlan>,
 }
 
+/// What happens to an environment or an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EnvironmentChange {
-    /// Rendered now, absent at the base.
+pub enum Change {
+    /// There now, absent at the base.
     Added,
-    /// At the base, and no environment file renders to it any more.
+    /// At the base, gone now (an environment: no environment file renders to it).
     Removed,
     Changed,
     Unchanged,
+}
+
+/// Services by what happens to them, as terraform counts resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub add: usize,
+    pub change: usize,
+    pub recreate: usize,
+    pub remove: usize,
+}
+
+/// An environment rendered now, as a plan takes it.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub name: String,
+    pub description: Option<String>,
+    pub rendered: Rendered,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +134,10 @@ pub struct ServicePlan {
     pub before: Option<ServiceState>,
     /// Now; `None` when removed.
     pub after: Option<ServiceState>,
+    /// The changed files under its bind mounts (the `config` reason), by path.
+    pub config_files: Vec<String>,
+    /// What recreating it costs; empty unless it is recreated.
+    pub costs: Vec<Cost>,
 }
 
 /// What a plan shows of a service at one side: its image and published ports.
@@ -121,18 +159,21 @@ pub struct FilePlan {
     /// In the repository, e.g. `build/staging/docker-compose.yml`.
     pub path: String,
     pub change: ChangeKind,
+    /// The tool's own record (`.tracker-gitops/`), not what the VM runs: left
+    /// out of the Markdown, which shows what it records in other words.
+    pub internal: bool,
     /// Unified, its header paths escaped.
     pub diff: String,
 }
 
 /// The plan from `at_base`, the output directory at `base` (one subdirectory
-/// per environment), to `current`, the fresh renders by name. With `complete`
-/// (every environment was rendered), one found only at the base was removed.
+/// per environment), to `current`, the fresh renders. With `complete` (every
+/// environment was rendered), one found only at the base was removed.
 pub fn build(
     base: impl Into<String>,
     out: impl Into<String>,
     at_base: &Tree,
-    current: Vec<(String, Rendered)>,
+    current: Vec<Current>,
     complete: bool,
 ) -> Result<Plan, Error> {
     let (base, out) = (base.into(), out.into());
@@ -140,45 +181,46 @@ pub fn build(
     // Parsed only when planned: a selection says nothing about the others.
     let parse = |name: &str, tree| base::parse_committed(tree, &base, &env_dir(&out, name));
     let mut sides = Vec::new();
-    for (name, rendered) in current {
+    for env in current {
         let before = committed
-            .remove(name.as_str())
-            .map(|tree| parse(&name, tree))
+            .remove(env.name.as_str())
+            .map(|tree| parse(&env.name, tree))
             .transpose()?;
-        sides.push((name, before, Some(rendered)));
+        sides.push((env.name, env.description, before, Some(env.rendered)));
     }
     if complete {
         for (name, tree) in committed {
-            sides.push((name.to_string(), Some(parse(name, tree)?), None));
+            sides.push((name.to_string(), None, Some(parse(name, tree)?), None));
         }
     }
     let mut environments: Vec<_> = sides
         .into_iter()
-        .map(|(name, before, after)| {
+        .map(|(name, description, before, after)| {
             let dir = env_dir(&out, &name);
-            EnvironmentPlan::between(name, before.as_ref(), after.as_ref(), &dir)
+            let mut env = EnvironmentPlan::between(name, before.as_ref(), after.as_ref(), &dir);
+            env.description = description;
+            env
         })
         .collect();
     environments.sort_by(|a, b| a.name.cmp(&b.name));
+    let changed = environments
+        .iter()
+        .filter(|env| env.is_changed())
+        .map(|env| env.name.clone())
+        .collect();
+    let counts = environments.iter().map(|env| env.counts).sum();
     Ok(Plan {
         base,
         out,
+        changed,
+        counts,
         environments,
     })
 }
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.environments.iter().any(EnvironmentPlan::is_changed)
-    }
-
-    /// The names of the environments that change.
-    pub fn changed(&self) -> Vec<&str> {
-        self.environments
-            .iter()
-            .filter(|env| env.is_changed())
-            .map(|env| env.name.as_str())
-            .collect()
+        !self.changed.is_empty()
     }
 }
 
@@ -193,13 +235,20 @@ impl EnvironmentPlan {
     ) -> Self {
         let files = files(before.map(|r| &r.tree), after.map(|r| &r.tree), dir);
         let (before, after) = (before.map(|r| &r.stack), after.map(|r| &r.stack));
-        let services = services(before, after);
+        let mut services = services(before, after);
+        for service in &mut services {
+            if matches!(&service.change, ServiceChange::Recreated(r) if r.contains(&Reason::Config))
+            {
+                service.config_files = config_files(&service.name, before, after, &files, dir);
+            }
+        }
         let change = match (before, after) {
-            (None, _) => EnvironmentChange::Added,
-            (_, None) => EnvironmentChange::Removed,
-            _ if files.is_empty() => EnvironmentChange::Unchanged,
-            _ => EnvironmentChange::Changed,
+            (None, _) => Change::Added,
+            (_, None) => Change::Removed,
+            _ if files.is_empty() => Change::Unchanged,
+            _ => Change::Changed,
         };
+        let now = after.map_or(&[][..], |s| &s.endpoints);
         let topology = match (before, after) {
             (Some(before), Some(after))
                 if before.networks == after.networks
@@ -215,8 +264,14 @@ impl EnvironmentPlan {
         };
         Self {
             name,
+            description: None,
             change,
             data_loss,
+            counts: services.iter().map(|s| Counts::of(&s.change)).sum(),
+            endpoints: endpoints::compare(
+                &before.map_or_else(Vec::new, |s| endpoints::at_base(s, now)),
+                now,
+            ),
             networks: SetChange::of_stacks(before, after, |s| &s.networks),
             volumes: SetChange::of_stacks(before, after, |s| &s.volumes),
             services,
@@ -226,7 +281,47 @@ impl EnvironmentPlan {
     }
 
     pub fn is_changed(&self) -> bool {
-        self.change != EnvironmentChange::Unchanged
+        self.change != Change::Unchanged
+    }
+}
+
+impl Counts {
+    fn of(change: &ServiceChange) -> Self {
+        let mut counts = Self::default();
+        match change {
+            ServiceChange::Added => counts.add = 1,
+            ServiceChange::Changed(_) => counts.change = 1,
+            ServiceChange::Recreated(_) => counts.recreate = 1,
+            ServiceChange::Removed => counts.remove = 1,
+            ServiceChange::Unchanged => {}
+        }
+        counts
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::iter::Sum for Counts {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self {
+            add: a.add + b.add,
+            change: a.change + b.change,
+            recreate: a.recreate + b.recreate,
+            remove: a.remove + b.remove,
+        })
+    }
+}
+
+/// `0 to add, 0 to change, 1 to recreate, 0 to remove`, as terraform says it.
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} to add, {} to change, {} to recreate, {} to remove",
+            self.add, self.change, self.recreate, self.remove
+        )
     }
 }
 
@@ -240,6 +335,7 @@ fn files(before: Option<&Tree>, after: Option<&Tree>, dir: &str) -> Vec<FilePlan
         .map(|file| FilePlan {
             path: format!("{prefix}{}", file.path),
             change: file.kind,
+            internal: Path::new(file.path).starts_with(internal_dir()),
             diff: diff::unified_diff(file, &prefix),
         })
         .collect()
@@ -263,12 +359,45 @@ fn services(before: Option<&Stack>, after: Option<&Stack>) -> Vec<ServicePlan> {
     };
     changes
         .into_iter()
-        .map(|(name, change)| ServicePlan {
-            before: state(before, &name),
-            after: state(after, &name),
-            name,
-            change,
+        .map(|(name, change)| {
+            let costs = match (&change, after) {
+                (ServiceChange::Recreated(_), Some(after)) => after
+                    .service(&name)
+                    .map(|service| stack::cost::of_recreating(after, service))
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            ServicePlan {
+                before: state(before, &name),
+                after: state(after, &name),
+                name,
+                change,
+                config_files: Vec::new(),
+                costs,
+            }
         })
+        .collect()
+}
+
+/// The files in `files` under the bind mounts of service `name` at either side.
+fn config_files(
+    name: &str,
+    before: Option<&Stack>,
+    after: Option<&Stack>,
+    files: &[FilePlan],
+    dir: &str,
+) -> Vec<String> {
+    let sources: Vec<String> = [before, after]
+        .into_iter()
+        .flatten()
+        .filter_map(|stack| stack.service(name))
+        .flat_map(Service::bind_sources)
+        .map(|source| format!("{dir}/{source}/"))
+        .collect();
+    files
+        .iter()
+        .filter(|file| sources.iter().any(|source| file.path.starts_with(source)))
+        .map(|file| file.path.clone())
         .collect()
 }
 
@@ -280,7 +409,7 @@ impl ServicePlan {
             ServiceChange::Recreated(reasons) => reasons
                 .iter()
                 .any(|r| matches!(r, Reason::Ports | Reason::Networks | Reason::Dependencies)),
-            ServiceChange::Unchanged => false,
+            ServiceChange::Changed(_) | ServiceChange::Unchanged => false,
         }
     }
 }
@@ -324,6 +453,13 @@ impl SetChange {
     }
 }
 
+/// The directory of the tool's own files in a render: the stack file's.
+fn internal_dir() -> &'static Path {
+    Path::new(STACK_FILE)
+        .parent()
+        .unwrap_or(Path::new(STACK_FILE))
+}
+
 /// An environment's directory in the repository, as shown.
 fn env_dir(out: &str, name: &str) -> String {
     if out.is_empty() {
@@ -347,6 +483,15 @@ mod tests {
         .unwrap()
     }
 
+    /// `rendered` as environment `name` now, without a description.
+    pub(super) fn current(name: &str, rendered: Rendered) -> Current {
+        Current {
+            name: name.into(),
+            description: None,
+            rendered,
+        }
+    }
+
     /// The output directory at the base, holding `env`'s render.
     pub(super) fn committed(env: &str, rendered: &Rendered) -> Tree {
         let mut tree = Tree::default();
@@ -362,7 +507,7 @@ mod tests {
             "main",
             "build",
             &committed("test", base),
-            vec![("test".into(), now)],
+            vec![current("test", now)],
             true,
         )
         .unwrap()
@@ -392,8 +537,8 @@ mod tests {
             ]
         );
         assert!(env.topology.is_none());
-        assert_eq!(env.change, EnvironmentChange::Changed);
-        assert_eq!(plan.changed(), ["test"]);
+        assert_eq!(env.change, Change::Changed);
+        assert_eq!(plan.changed, ["test"]);
     }
 
     #[test]
@@ -431,7 +576,7 @@ mod tests {
             "main",
             "build",
             &at_base,
-            vec![("same".into(), one.clone()), ("fresh".into(), one)],
+            vec![current("same", one.clone()), current("fresh", one)],
             true,
         )
         .unwrap()
@@ -448,12 +593,12 @@ mod tests {
         assert_eq!(
             envs,
             [
-                ("fresh", EnvironmentChange::Added, true),
-                ("gone", EnvironmentChange::Removed, false),
-                ("same", EnvironmentChange::Unchanged, false)
+                ("fresh", Change::Added, true),
+                ("gone", Change::Removed, false),
+                ("same", Change::Unchanged, false)
             ]
         );
-        assert_eq!(plan.changed(), ["fresh", "gone"]);
+        assert_eq!(plan.changed, ["fresh", "gone"]);
         assert_eq!(
             changes(&plan.environments[1]),
             [("tracker", &ServiceChange::Removed)]
@@ -477,5 +622,8 @@ mod tests {
             "build/test/.tracker-gitops/stack.json"
         );
         assert_eq!(env["files"][0]["change"], "changed");
+        assert_eq!(env["files"][0]["internal"], true);
+        assert_eq!(env["files"][1]["internal"], false);
+        assert_eq!(env["counts"]["recreate"], 1);
     }
 }

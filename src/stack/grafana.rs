@@ -2,7 +2,9 @@
 //! `visualization` network; provisioned with Prometheus as its datasource and
 //! with the dashboards written for the tracker's two scrape jobs.
 
-use super::{BindDir, Component, Protocol, Service, healthcheck, prometheus, secret_path};
+use super::{
+    BindDir, Component, EndpointKind, Scheme, Service, healthcheck, prometheus, secret_path,
+};
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
@@ -51,7 +53,6 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         grafana.env("GF_SERVER_DOMAIN", domain);
         grafana.env("GF_SERVER_ROOT_URL", format!("https://{domain}/"));
     }
-    grafana.publish(g.publish, PORT, Protocol::Tcp);
     grafana.bind(PROVISIONING_DIR);
     grafana.healthcheck = Some(healthcheck(&[
         "CMD",
@@ -62,6 +63,7 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(grafana);
+    component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
     component.secret(PASSWORD_SECRET, g.admin_password.name());
     component.volume(VOLUME, "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);

@@ -3,12 +3,16 @@
 //! templates only lay this out, and plans and deploy commits compare it.
 //!
 //! One file per service builds it with what it brings (networks, volumes,
-//! secrets); [`Stack::build`] asks each and joins them, so a new service is
-//! one more file and one more line there. The files also own the paths their
-//! service reads, which `render` writes to.
+//! secrets, the endpoints it serves); [`Stack::build`] asks each and joins
+//! them, so a new service is one more file and one more line there. The files
+//! also own the paths their service reads, which `render` writes to. Beside
+//! them: what changes between two stacks (`change.rs`) and what recreating a
+//! service costs (`cost.rs`).
 
 mod change;
+pub(crate) mod cost;
 mod database;
+mod endpoint;
 pub(crate) mod grafana;
 pub mod loss;
 pub(crate) mod prometheus;
@@ -21,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::environment::Environment;
 
 pub use change::{Reason, ServiceChange, compare};
+pub use cost::Cost;
+pub use endpoint::{Endpoint, EndpointKind, Scheme};
 pub use tracker::TrackerDatabase;
 // The name callers outside the stack know it by.
 pub use tracker::health_url as tracker_health_url;
@@ -65,6 +71,10 @@ pub struct Stack {
     /// The compose project name.
     pub project: String,
     pub services: Vec<Service>,
+    /// What the services publish, by service in the order they publish it.
+    /// Empty in a stack recorded before endpoints were.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     pub secrets: Vec<ComposeSecret>,
@@ -200,16 +210,6 @@ impl Service {
         });
     }
 
-    fn publish(&mut self, address: SocketAddr, target: u16, protocol: Protocol) {
-        self.ports.push(Port {
-            host_ip: address.ip(),
-            published: address.port(),
-            target,
-            protocol,
-            note: None,
-        });
-    }
-
     fn depends(&mut self, service: &str, healthy: bool) {
         self.depends_on.push(Dependency {
             service: service.into(),
@@ -246,6 +246,7 @@ struct Component {
     links: Vec<(&'static str, &'static str)>,
     volumes: Vec<&'static str>,
     secrets: Vec<ComposeSecret>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Component {
@@ -255,7 +256,34 @@ impl Component {
             links: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
+            endpoints: Vec::new(),
         }
+    }
+
+    /// Publishes `address` on the VM to `target` in the container, where
+    /// `kind` answers `path` over `scheme`.
+    fn serve(
+        &mut self,
+        kind: EndpointKind,
+        scheme: Scheme,
+        address: SocketAddr,
+        target: u16,
+        path: &str,
+    ) {
+        self.service.ports.push(Port {
+            host_ip: address.ip(),
+            published: address.port(),
+            target,
+            protocol: scheme.protocol(),
+            note: None,
+        });
+        self.endpoints.push(Endpoint {
+            kind,
+            service: self.service.name.clone(),
+            scheme,
+            address,
+            path: path.into(),
+        });
     }
 
     /// A named volume of the stack, mounted at `target`.
@@ -312,6 +340,7 @@ impl Stack {
         let mut stack = Stack {
             project: format!("tracker-{}", env.name),
             services: Vec::new(),
+            endpoints: Vec::new(),
             networks: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
@@ -330,6 +359,7 @@ impl Stack {
                 push_new(&mut stack.secrets, secret);
             }
             links.extend(component.links);
+            stack.endpoints.extend(component.endpoints);
             stack.services.push(component.service);
         }
         // A builder reaches only services whose presence it checked, so each is there.

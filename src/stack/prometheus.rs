@@ -1,7 +1,7 @@
 //! The Prometheus service: scrapes the tracker's API on the `metrics` network
 //! with the admin token, read from a compose secret file.
 
-use super::{BindDir, Component, Protocol, Service, healthcheck, secret_path, tracker};
+use super::{BindDir, Component, EndpointKind, Scheme, Service, healthcheck, secret_path, tracker};
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "prometheus";
@@ -14,7 +14,9 @@ pub const CONFIG_DIR: BindDir = BindDir {
     container: "/etc/prometheus",
 };
 pub const CONFIG_FILE: &str = "prometheus.yml";
-const DATA_DIR: &str = "/prometheus";
+/// Where Prometheus keeps its metrics: a volume with `persist_data`, else the
+/// container's own filesystem.
+pub const DATA_DIR: &str = "/prometheus";
 /// The named volume that holds its data.
 pub const VOLUME: &str = "prometheus_data";
 
@@ -39,9 +41,6 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
             .command
             .push(format!("--storage.tsdb.retention.time={retention}"));
     }
-    prometheus.publish(p.publish, PORT, Protocol::Tcp);
-    prometheus.ports[0].note =
-        Some("no authentication: keep it off the internet (loopback or a firewall)".into());
     prometheus.bind(CONFIG_DIR);
     prometheus.healthcheck = Some(healthcheck(&[
         "CMD",
@@ -52,6 +51,9 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(prometheus);
+    component.serve(EndpointKind::Prometheus, Scheme::Http, p.publish, PORT, "/");
+    component.service.ports[0].note =
+        Some("no authentication: keep it off the internet (loopback or a firewall)".into());
     if p.persist_data {
         component.volume(VOLUME, DATA_DIR);
     }

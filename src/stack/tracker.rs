@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{BindDir, Component, EnvVar, Part, Protocol, Service, database, healthcheck};
+use super::{
+    BindDir, Component, EndpointKind, EnvVar, Part, Scheme, Service, database, healthcheck,
+};
 use crate::environment::{ConfigSchema, Database, Environment, Mysql};
 
 pub const SERVICE: &str = "tracker";
@@ -106,14 +108,30 @@ pub(super) fn component(env: &Environment) -> Component {
     if let Database::Mysql(mysql) = &config.core.database {
         tracker.environment.push(mysql_password(env, mysql));
     }
-    for l in &config.udp_trackers {
-        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Udp);
-    }
-    for l in &config.http_trackers {
-        tracker.publish(l.bind_address, l.bind_address.port(), Protocol::Tcp);
+    let mut component = Component::new(tracker);
+    // Published as the tracker binds them: the same port inside and out.
+    for (listeners, kind, scheme) in [
+        (&config.udp_trackers, EndpointKind::UdpTracker, Scheme::Udp),
+        (
+            &config.http_trackers,
+            EndpointKind::HttpTracker,
+            Scheme::Http,
+        ),
+    ] {
+        for l in listeners {
+            let address = l.bind_address;
+            component.serve(kind, scheme, address, address.port(), "/announce");
+        }
     }
     let api = config.http_api.bind_address;
-    tracker.publish(api, api.port(), Protocol::Tcp);
+    component.serve(
+        EndpointKind::HttpApi,
+        Scheme::Http,
+        api,
+        api.port(),
+        "/api/v1/",
+    );
+    let tracker = &mut component.service;
     tracker.bind(DATA_DIR);
     tracker.bind(LOG_DIR);
     tracker.bind(CONFIG_DIR);
@@ -122,8 +140,6 @@ pub(super) fn component(env: &Environment) -> Component {
         "/usr/bin/http_health_check",
         &health_url(env),
     ]));
-
-    let mut component = Component::new(tracker);
     if matches!(&config.core.database, Database::Mysql(mysql) if mysql.bundled()) {
         component.reach(database::SERVICE, "database", true);
     }

@@ -440,7 +440,7 @@ fn the_cli_writes_the_plan_outputs_of_the_action() {
     // The Markdown alone: warnings and annotations went to stderr.
     let plan = std::fs::read_to_string(&outputs["plan-file"]).unwrap();
     assert_eq!(plan, run.stdout());
-    assert!(plan.contains("prometheus: recreated"), "{plan}");
+    assert!(plan.contains("| prometheus | recreated |"), "{plan}");
     assert!(
         run.stderr().contains("::warning file=environments/"),
         "{}",

@@ -312,6 +312,7 @@ fn tracker_client(name: &str, target: &str) {
 #[test]
 fn deploy_without_its_secrets_exits_2_before_connecting() {
     let project = Project::with_examples();
+    configure_staging(&project);
     let run = Run(project
         .command(&["deploy", "--env", "staging"])
         .env_remove("TRACKER_ADMIN_TOKEN")
@@ -320,6 +321,46 @@ fn deploy_without_its_secrets_exits_2_before_connecting() {
         .unwrap())
     .expect(2);
     assert!(run.stderr().contains("missing secret: TRACKER_ADMIN_TOKEN"));
+}
+
+/// Points the staging example at a VM of its own instead of the placeholders.
+fn configure_staging(project: &Project) {
+    project.edit_json("environments/staging.json", |env| {
+        env["deploy"]["host"] = json!("10.0.0.10");
+        env["deploy"]["host_key"] = json!("SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s");
+    });
+}
+
+#[test]
+fn placeholders_are_refused_before_anything_connects() {
+    let project = Project::with_examples();
+    // Everything a deploy needs but a VM: the refusal comes first.
+    for command in [
+        &["deploy", "--env", "staging"][..],
+        &["status", "--env", "staging"],
+        &["rollback", "--env", "staging"],
+    ] {
+        let run = Run(project
+            .command(command)
+            .env("TRACKER_ADMIN_TOKEN", "t")
+            .env("TRACKER_GITOPS_SSH_KEY", "unused")
+            .output()
+            .unwrap())
+        .expect(2);
+        insta::assert_snapshot!(
+            format!("placeholders-refused-{}", command[0]),
+            run.stderr().lines().last().unwrap()
+        );
+    }
+    configure_staging(&project);
+    let run = Run(project
+        .command(&["deploy", "--env", "staging"])
+        .env("TRACKER_ADMIN_TOKEN", "t")
+        .env("TRACKER_GITOPS_SSH_KEY", "unused")
+        .output()
+        .unwrap())
+    .expect(2);
+    assert!(!run.stderr().contains("not configured"), "{}", run.stderr());
 }
 
 #[test]

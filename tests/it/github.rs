@@ -143,7 +143,7 @@ fn the_first_run_creates_the_comment_and_later_runs_update_it() {
     assert_eq!(request, &format!("POST {LIST}"));
     let posted = body["body"].as_str().unwrap().to_string();
     assert!(posted.starts_with(&format!("{MARKER}\n## tracker-gitops plan\n")));
-    assert!(posted.contains("**staging**: prometheus: recreated; tracker: unchanged"));
+    assert!(posted.contains("**staging**: 0 to add, 0 to change, 1 to recreate, 0 to remove"));
     let authorization = github.requests()[0].headers["authorization"]
         .to_str()
         .unwrap()
@@ -349,7 +349,7 @@ fn a_read_only_token_warns_and_keeps_the_job_summary() {
     );
     assert!(!run.stdout().contains("::warning"), "{}", run.stdout());
     let summary = project.read("summary.md");
-    assert!(summary.contains("**staging**: prometheus: recreated; tracker: unchanged"));
+    assert!(summary.contains("**staging**: 0 to add, 0 to change, 1 to recreate, 0 to remove"));
 }
 
 #[test]
@@ -371,8 +371,12 @@ fn other_api_failures_exit_2_without_the_token() {
         run.stderr()
     );
     // The plan and the job summary came first.
-    assert!(run.stdout().contains("prometheus: recreated"));
-    assert!(project.read("summary.md").contains("prometheus: recreated"));
+    assert!(run.stdout().contains("| prometheus | recreated |"));
+    assert!(
+        project
+            .read("summary.md")
+            .contains("| prometheus | recreated |")
+    );
 }
 
 #[test]
@@ -414,8 +418,8 @@ fn a_huge_plan_is_cut_to_fit_a_comment() {
     let body = writes[0].1["body"].as_str().unwrap();
     assert!(body.chars().count() < 65_536, "{} characters", body.len());
     assert!(body.starts_with(MARKER));
-    assert!(body.contains("- **staging**: prometheus: recreated; tracker: unchanged\n"));
-    assert!(body.contains("| prometheus | recreated | config |"));
+    assert!(body.contains("- **staging**: 0 to add, 0 to change, 1 to recreate, 0 to remove\n"));
+    assert!(body.contains("| prometheus | recreated | config `build/staging/"));
     assert!(body.contains("The full plan is in the job summary."));
     assert!(
         body.contains("<details><summary>build/staging/stray.txt (removed)</summary>\n\nDiff left out (6003 lines): see the job summary."),

@@ -11,6 +11,7 @@ mod publish;
 mod remote;
 mod render;
 mod ssh;
+mod start;
 mod verify;
 
 mod validate;

@@ -79,6 +79,61 @@ fn check_reports_changed_missing_and_orphaned_files() {
     assert_eq!(project.read("build/notes/todo.txt"), "keep me\n");
 }
 
+/// `render --check --format json`: the drift of each environment and file
+/// as one object (the snapshot is its documented shape); `render --format
+/// json` says what it wrote.
+#[test]
+fn check_as_json_reports_drift_per_environment_and_file() {
+    let project = rendered_examples();
+    let toml = project.read("build/staging/storage/tracker/etc/tracker.toml");
+    project.write(
+        "build/staging/storage/tracker/etc/tracker.toml",
+        toml.replace("interval = 120", "interval = 60"),
+    );
+    std::fs::remove_file(project.join("build/stable/docker-compose.yml")).unwrap();
+    project.write("build/retired/.tracker-gitops/stack.json", "{}");
+    let run = project
+        .run(&["render", "--check", "--format", "json"])
+        .expect(1);
+    let out = run.stdout();
+    assert!(out.starts_with("{\n  \"format_version\": 1,\n"), "{out}");
+    insta::assert_snapshot!("check-json", out);
+
+    let written: Value = serde_json::from_str(
+        &project
+            .run(&["render", "--format", "json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(written["environments"][1]["state"], "written");
+    assert_eq!(written["orphans"][0]["deleted"], true);
+    let clean: Value = serde_json::from_str(
+        &project
+            .run(&["render", "--check", "--format", "json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(clean["up_to_date"], true);
+    assert_eq!(clean["environments"][2]["state"], "up-to-date");
+
+    // Invalid files: their diagnostics on stderr, still one object on stdout.
+    project.write("environments/staging.json", "{ \"tracker\": 1 }");
+    let run = project
+        .run(&["render", "--check", "--format", "json"])
+        .expect(2)
+        .expect_stderr("environments/staging.json");
+    let failed: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(
+        failed,
+        json!({
+            "format_version": 1,
+            "error": { "code": "invalid-environments", "message": "invalid environment files" }
+        })
+    );
+}
+
 /// What a run printed on both streams, cut into lines the way the GitHub
 /// runner cuts them (at `\n` and at `\r`) when it looks for workflow commands.
 fn runner_lines(run: &crate::harness::Run) -> Vec<String> {

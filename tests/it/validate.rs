@@ -55,6 +55,34 @@ fn every_corpus_case_gives_its_diagnostics() {
     }
 }
 
+/// `tests/corpus/warnings/`: files that are valid but warned about, each
+/// with its expected warnings.
+#[test]
+fn every_warning_corpus_case_gives_its_warnings() {
+    let dir = repo_root().join("tests/corpus/warnings");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "the corpus is incomplete: {names:?}");
+    for name in names {
+        let project = Project::new();
+        project.write(
+            &format!("environments/{name}"),
+            std::fs::read(dir.join(&name)).unwrap(),
+        );
+        let run = project.run(&["validate"]).expect(0);
+        assert!(
+            run.stderr().contains(": warning: "),
+            "{name}: {}",
+            run.stderr()
+        );
+        let stem = name.trim_end_matches(".json");
+        insta::assert_snapshot!(format!("corpus-warnings-{stem}"), run.stderr());
+    }
+}
+
 #[test]
 fn secrets_in_the_wrong_place_are_never_echoed() {
     let (_, stdout, stderr) = validate_corpus_file("literal-secret.json", &[]);
@@ -155,18 +183,21 @@ fn usage_and_io_errors_exit_2() {
 }
 
 #[test]
-fn init_writes_a_valid_environment_with_prometheus_and_never_overwrites() {
+fn init_writes_a_valid_environment_on_the_release_and_never_overwrites() {
     let project = Project::new();
-    project.run(&["init", "edge-1"]).expect(0);
+    let run = project.run(&["init", "edge-1"]).expect(0);
+    insta::assert_snapshot!("init-stderr", run.stderr());
     let written: serde_json::Value =
         serde_json::from_str(&project.read("environments/edge-1.json")).unwrap();
-    assert!(
-        written.get("prometheus").is_some(),
-        "Prometheus is on by default"
-    );
+    // A release tag, which does not move: no moving-tag warning, and no
+    // Prometheus, which the release cannot feed.
+    assert_eq!(written["tracker"]["image"], "torrust/tracker:3.0.0");
+    assert!(written.get("prometheus").is_none());
     assert_eq!(written["$schema"], "../schema/environment.schema.json");
     assert!(project.join("schema/environment.schema.json").is_file());
-    project.run(&["validate"]).expect(0);
+    // Valid, with the placeholders (and nothing else) reported.
+    let run = project.run(&["validate"]).expect(0);
+    insta::assert_snapshot!("init-validate", run.stderr());
     let run = project.run(&["init", "edge-1"]).expect(2);
     assert!(
         run.stderr().contains("refusing to overwrite"),
@@ -174,6 +205,13 @@ fn init_writes_a_valid_environment_with_prometheus_and_never_overwrites() {
         run.stderr()
     );
     project.run(&["init", "Edge_1"]).expect(2);
+    // A second environment keeps the schema copy and says so.
+    let run = project.run(&["init", "edge-2"]).expect(0);
+    assert!(
+        run.stderr().contains("kept schema/environment.schema.json"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]

@@ -1,0 +1,86 @@
+//! What a stack serves and where: each published listener with what answers
+//! there. A port number says little to a reviewer; "the UDP tracker, public,
+//! at `udp://0.0.0.0:6969/announce`" says what a change exposes or takes away,
+//! so plans compare endpoints, recorded with the stack, not compose text.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::Protocol;
+
+/// One published listener of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub kind: EndpointKind,
+    pub service: String,
+    pub scheme: Scheme,
+    /// Where the VM listens; an unspecified IP is every interface.
+    pub address: SocketAddr,
+    /// What clients ask for there, e.g. `/announce`.
+    pub path: String,
+}
+
+/// What answers at an endpoint, in the order plans list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointKind {
+    UdpTracker,
+    HttpTracker,
+    /// The tracker's REST API.
+    HttpApi,
+    Prometheus,
+    Grafana,
+}
+
+/// The URL scheme clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Udp,
+    Http,
+}
+
+impl Endpoint {
+    /// Reachable from other machines: not bound to loopback.
+    pub fn is_public(&self) -> bool {
+        !self.address.ip().is_loopback()
+    }
+
+    /// e.g. `udp://0.0.0.0:6969/announce`, the address as published.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.address, self.path)
+    }
+}
+
+impl Scheme {
+    /// The transport compose publishes the port with.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::Udp => Protocol::Udp,
+            Self::Http => Protocol::Tcp,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "udp",
+            Self::Http => "http",
+        })
+    }
+}
+
+impl fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UdpTracker => "UDP tracker",
+            Self::HttpTracker => "HTTP tracker",
+            Self::HttpApi => "REST API",
+            Self::Prometheus => "Prometheus",
+            Self::Grafana => "Grafana",
+        })
+    }
+}
