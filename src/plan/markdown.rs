@@ -147,7 +147,7 @@ fn data_loss(plan: &Plan) -> Option<String> {
             };
             let _ = writeln!(
                 losses,
-                "> - **{name}** `{}` ({state}): {}. **{}.**",
+                "> - **{name}** `{}` ({state}): {}: **{}**.",
                 loss.id, loss.change, loss.consequence
             );
         }
@@ -613,7 +613,7 @@ mod tests {
         assert!(
             markdown.contains(
                 "> - **test** `volume-dropped:prometheus_data` (**NOT acknowledged: deploy refuses it**): \
-                 `prometheus` no longer mounts volume `prometheus_data`."
+                 `prometheus` no longer mounts volume `prometheus_data`: **volume"
             ),
             "{markdown}"
         );

@@ -117,7 +117,7 @@ pub fn between(old: &Stack, new: &Stack) -> Vec<DataLoss> {
                 &service.name,
                 format!("service `{}` is removed", service.name),
                 format!(
-                    "its data ({}) stays on the VM, unused by anything",
+                    "its data stays on the VM, unused by anything: {}",
                     names.join(", ")
                 ),
             ));
