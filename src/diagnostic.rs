@@ -1,14 +1,15 @@
 //! Problems found in an environment file, and the three ways they are printed:
 //! for people (with a caret under the offending text), as JSON for tools, and as
-//! GitHub workflow commands so they show up inline on a pull request. File names
-//! come from directory listings, so every one printed goes through
+//! GitHub workflow commands (`actions::annotate`) so they show up inline on a
+//! pull request. File names come from directory listings, so every one printed
+//! goes through
 //! [`display_path`] or the workflow-command escapes: a name must never fake a
 //! line of output or a workflow command. Every diagnostic carries a stable
 //! [`Code`], printed in all three.
 
 mod code;
 
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::path::Path;
 
@@ -91,7 +92,7 @@ impl Diagnostic {
 
 impl Related {
     /// `file:line:col: message`, the file name escaped.
-    fn human(&self) -> String {
+    pub fn human(&self) -> String {
         format!(
             "{}:{}:{}: {}",
             display_path(&self.file),
@@ -246,35 +247,6 @@ impl FileReport {
         out.set_color(ColorSpec::new().set_fg(Some(color)).set_bold(true))?;
         writeln!(out, "{carets}")?;
         out.reset()
-    }
-
-    /// GitHub Actions workflow commands: inline annotations on the pull request.
-    pub fn write_github(&self, out: &mut dyn Write) -> io::Result<()> {
-        for at in self.located() {
-            let command = match at.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
-            let mut message = at.message.to_string();
-            for related in at.related {
-                message.push_str("\nnote: ");
-                message.push_str(&related.human());
-            }
-            if let Some(hint) = at.hint {
-                message.push_str("\nhint: ");
-                message.push_str(hint);
-            }
-            writeln!(
-                out,
-                "::{command} file={},line={},col={},title={}::{}",
-                escape_property(at.file),
-                at.line,
-                at.column,
-                escape_property(&format!("tracker-gitops {command} [{}]", at.code)),
-                escape_data(&message)
-            )?;
-        }
-        Ok(())
     }
 
     fn clamp(&self, span: &Range<usize>) -> Range<usize> {
@@ -441,7 +413,7 @@ mod tests {
             "envs/x.json:1:1: error: clash [branch-collision]\n  note: envs/a\\nb.json:4:2: here\n"
         );
         let mut github = Vec::new();
-        report.write_github(&mut github).unwrap();
+        crate::actions::annotate(&mut github, &report).unwrap();
         let github = String::from_utf8(github).unwrap();
         assert!(
             github.ends_with("::clash%0Anote: envs/a\\nb.json:4:2: here\n"),
@@ -450,16 +422,5 @@ mod tests {
         let json = serde_json::to_value(report.located().collect::<Vec<_>>()).unwrap();
         assert_eq!(json[0]["related"][0]["file"], "envs/a\nb.json");
         assert_eq!(json[0]["code"], "branch-collision");
-    }
-
-    #[test]
-    fn github_commands_escape_newlines_and_separators() {
-        let mut out = Vec::new();
-        report().write_github(&mut out).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert!(out.starts_with(
-            "::error file=envs/x.json,line=2,col=3,title=tracker-gitops error [unknown-key]::earlier%0Ahint: fix it\n"
-        ));
-        assert!(out.contains("::warning file=envs/x.json,line=3,col=8"));
     }
 }

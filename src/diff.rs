@@ -65,25 +65,45 @@ pub fn compare<'a>(new: &'a Tree, old: &'a Tree) -> Vec<FileChange<'a>> {
 }
 
 impl ChangeKind {
-    /// The word `render --check` uses: added files are "missing" from disk,
-    /// removed ones "orphaned" there.
-    pub fn drift_word(self) -> &'static str {
+    /// What writing the render does to the file on the other side:
+    /// `create` (added), `update` or `delete` (removed).
+    pub fn verb(self) -> &'static str {
         match self {
-            Self::Changed => "changed",
-            Self::Added => "missing",
-            Self::Removed => "orphaned",
+            Self::Changed => "update",
+            Self::Added => "create",
+            Self::Removed => "delete",
+        }
+    }
+
+    fn past(self) -> &'static str {
+        match self {
+            Self::Changed => "updated",
+            Self::Added => "created",
+            Self::Removed => "deleted",
         }
     }
 }
 
-/// Counts of each kind in [`ChangeKind::drift_word`]s, e.g. "2 changed, 1 missing".
-pub fn summary(changes: &[FileChange]) -> String {
+/// Whether a [`summary`] tells what writing the render would do or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tense {
+    /// "2 to update, 1 to create" (`render --check`, `publish`).
+    Pending,
+    /// "2 updated, 1 created" (`render`).
+    Done,
+}
+
+/// Counts of each kind, e.g. "2 to update, 1 to create, 1 to delete".
+pub fn summary(changes: &[FileChange], tense: Tense) -> String {
     let count = |kind| changes.iter().filter(|c| c.kind == kind).count();
     [ChangeKind::Changed, ChangeKind::Added, ChangeKind::Removed]
-        .map(|kind| (count(kind), kind.drift_word()))
         .iter()
+        .map(|&kind| (count(kind), kind))
         .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
+        .map(|(n, kind)| match tense {
+            Tense::Pending => format!("{n} to {}", kind.verb()),
+            Tense::Done => format!("{n} {}", kind.past()),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -144,7 +164,14 @@ mod tests {
                 ("d", ChangeKind::Removed)
             ]
         );
-        assert_eq!(summary(&changes), "1 changed, 1 missing, 1 orphaned");
+        assert_eq!(
+            summary(&changes, Tense::Pending),
+            "1 to update, 1 to create, 1 to delete"
+        );
+        assert_eq!(
+            summary(&changes, Tense::Done),
+            "1 updated, 1 created, 1 deleted"
+        );
         let diff = unified_diff(&changes[0], "build/x/");
         assert_eq!(
             diff,

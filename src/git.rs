@@ -17,12 +17,38 @@ const DIRECTORY: i32 = 0o040000;
 /// The token variables an https remote is authenticated with, in order.
 const TOKEN_VARIABLES: [&str; 2] = ["TRACKER_GITOPS_GIT_TOKEN", "GITHUB_TOKEN"];
 
+/// libgit2's errors, each saying what to do: [`From<git2::Error>`] translates
+/// any of them, and [`translate`] those that name a remote.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("git: {}", .0.message())]
-    Git(#[from] git2::Error),
-    #[error("cannot open the git repository around the current directory: {}", .0.message())]
-    NoRepository(git2::Error),
+    Git(git2::Error),
+    #[error(
+        "not in a git repository (none in the current directory or above it): run tracker-gitops \
+         in the repository holding environments/ and build/, or create one with `git init`"
+    )]
+    NoRepository(#[source] git2::Error),
+    #[error(
+        "the checked-out branch has no commit yet: commit environments/ and build/ first \
+         (`git add environments build && git commit`)"
+    )]
+    Unborn,
+    #[error(
+        "git: {}: no such branch, tag or commit here; check the name, and fetch it first \
+         if it lives on a remote (`git fetch`)",
+        .0.message()
+    )]
+    NotFound(git2::Error),
+    #[error(
+        "git: {}: another git process is using this repository; wait for it, or remove \
+         the lock file it names if none is running",
+        .0.message()
+    )]
+    Locked(git2::Error),
+    #[error(
+        "no remote named `{name}` in this repository: add it (`git remote add {name} URL`) or name another"
+    )]
+    NoRemote { name: String },
     #[error("cannot locate {path} in the git work tree: {reason}")]
     Location { path: PathBuf, reason: String },
     #[error(
@@ -30,7 +56,13 @@ pub enum Error {
     )]
     Unreachable { url: String, message: String },
     #[error(
-        "{url} refused the credentials: set GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) to a token that can read it"
+        "{url} is not a git repository (nothing there, or not a repository): check the remote's URL \
+         (`git remote -v`), or create the repository there (`git init --bare`)"
+    )]
+    NoRepositoryAt { url: String },
+    #[error(
+        "{url} asks for credentials: set GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) to a token that can read it \
+         (the one set, if any, was refused)"
     )]
     Auth { url: String },
     #[error(
@@ -40,6 +72,20 @@ pub enum Error {
     UnsupportedUrl { url: String },
     #[error("{url} has no default branch (its HEAD names no branch): pass --source-branch BRANCH")]
     NoDefaultBranch { url: String },
+}
+
+impl From<git2::Error> for Error {
+    /// What an error of the local repository means for the user.
+    fn from(error: git2::Error) -> Self {
+        use git2::{ErrorClass, ErrorCode};
+        match (error.code(), error.class()) {
+            (ErrorCode::NotFound, ErrorClass::Repository) => Self::NoRepository(error),
+            (ErrorCode::UnbornBranch, _) => Self::Unborn,
+            (ErrorCode::NotFound, ErrorClass::Reference) => Self::NotFound(error),
+            (ErrorCode::Locked, _) => Self::Locked(error),
+            _ => Self::Git(error),
+        }
+    }
 }
 
 /// A URL without any user or password in it.
@@ -55,7 +101,17 @@ pub fn strip_credentials(url: &str) -> String {
 
 /// The repository containing the current directory.
 pub fn repository() -> Result<Repository, Error> {
-    Repository::discover(".").map_err(Error::NoRepository)
+    Ok(Repository::discover(".")?)
+}
+
+/// The remote configured under `name`.
+fn find_remote<'r>(repo: &'r Repository, name: &str) -> Result<git2::Remote<'r>, Error> {
+    repo.find_remote(name).map_err(|e| match e.code() {
+        git2::ErrorCode::NotFound | git2::ErrorCode::InvalidSpec => Error::NoRemote {
+            name: name.to_string(),
+        },
+        _ => e.into(),
+    })
 }
 
 /// `path` (relative to the current directory) as a path inside the work tree of `repo`.
@@ -69,10 +125,18 @@ pub fn path_in_repo(repo: &Repository, path: &Path) -> Result<PathBuf, Error> {
         .ok_or_else(|| location("the repository is bare".into()))?
         .canonicalize()
         .map_err(|e| location(e.to_string()))?;
-    let current = std::env::current_dir()
-        .and_then(|dir| dir.canonicalize())
-        .map_err(|e| location(e.to_string()))?;
-    // Lexically: the directory may not exist now (a removed environment).
+    absolute(path)
+        .map_err(|e| location(e.to_string()))?
+        .strip_prefix(&workdir)
+        .map(Path::to_path_buf)
+        .map_err(|_| location(format!("it is outside {}", workdir.display())))
+}
+
+/// `path` (relative to the current directory) as an absolute path from the
+/// canonical current directory. Lexically: the path may not exist (a removed
+/// environment).
+pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let current = std::env::current_dir()?.canonicalize()?;
     let mut absolute = PathBuf::new();
     for component in current.join(path).components() {
         match component {
@@ -83,10 +147,7 @@ pub fn path_in_repo(repo: &Repository, path: &Path) -> Result<PathBuf, Error> {
             other => absolute.push(other),
         }
     }
-    absolute
-        .strip_prefix(&workdir)
-        .map(Path::to_path_buf)
-        .map_err(|_| location(format!("it is outside {}", workdir.display())))
+    Ok(absolute)
 }
 
 /// [`path_in_repo`] as git spells it (see [`slash_path`]): what provenance
@@ -102,14 +163,19 @@ pub fn slash_path(path: &Path) -> String {
 
 fn callbacks<'a>() -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, username, _allowed| {
+    // libgit2 asks again while the server refuses: one token, one try.
+    let mut tried = false;
+    callbacks.credentials(move |_url, username, _allowed| {
+        let auth =
+            |message| git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message);
+        if std::mem::replace(&mut tried, true) {
+            return Err(auth("the token was refused"));
+        }
         let token = TOKEN_VARIABLES
             .iter()
             .find_map(|name| std::env::var(name).ok().filter(|t| !t.is_empty()))
             .ok_or_else(|| {
-                git2::Error::from_str(
-                    "no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote",
-                )
+                auth("no GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN) for an https remote")
             })?;
         Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token)
     });
@@ -128,7 +194,7 @@ pub struct Remote<'r> {
 impl<'r> Remote<'r> {
     /// The remote configured under `name` in `repo`.
     pub fn named(repo: &'r Repository, name: &str) -> Result<Self, Error> {
-        Self::connect(repo.find_remote(name)?)
+        Self::connect(find_remote(repo, name)?)
     }
 
     /// The repository at `url`, fetched into `repo` without configuring a remote.
@@ -204,7 +270,7 @@ impl<'r> Remote<'r> {
     }
 }
 
-/// What a failed connection or fetch means for the user.
+/// What a failed connection, fetch or push to `url` means for the user.
 fn translate(url: &str, error: git2::Error) -> Error {
     let url = url.to_string();
     if error.code() == git2::ErrorCode::Auth {
@@ -218,10 +284,7 @@ fn translate(url: &str, error: git2::Error) -> Error {
         if scp_like || url.starts_with("ssh://") || url.starts_with("git+ssh://") {
             Error::UnsupportedUrl { url }
         } else {
-            Error::Unreachable {
-                url,
-                message: "no git repository there".into(),
-            }
+            Error::NoRepositoryAt { url }
         }
     } else {
         Error::Unreachable {
@@ -240,7 +303,8 @@ pub fn fetch_branch(repo: &Repository, remote: &str, branch: &str) -> Result<(),
 
 /// Pushes the local `branch` to `remote`; `Some(message)` when the remote refused it.
 pub fn push(repo: &Repository, remote: &str, branch: &str) -> Result<Option<String>, Error> {
-    let mut handle = repo.find_remote(remote)?;
+    let mut handle = find_remote(repo, remote)?;
+    let url = strip_credentials(&String::from_utf8_lossy(handle.url_bytes()));
     let mut rejection: Option<String> = None;
     let result = {
         let mut callbacks = callbacks();
@@ -267,7 +331,7 @@ pub fn push(repo: &Repository, remote: &str, branch: &str) -> Result<Option<Stri
         {
             Ok(Some(e.message().to_string()))
         }
-        (Err(e), _) => Err(e.into()),
+        (Err(e), _) => Err(translate(&url, e)),
     }
 }
 
@@ -517,7 +581,46 @@ mod tests {
         }
         let missing = dir.path().join("missing.git");
         let error = Remote::url(&repo, missing.to_str().unwrap()).err().unwrap();
+        assert!(matches!(error, Error::NoRepositoryAt { .. }), "{error}");
+    }
+
+    /// The local repository's common problems, each with what to do.
+    #[test]
+    fn local_errors_say_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Error::from(Repository::discover(dir.path()).err().unwrap());
+        assert!(matches!(error, Error::NoRepository(_)), "{error}");
+        assert!(error.to_string().contains("`git init`"), "{error}");
+
+        let repo = Repository::init(dir.path()).unwrap();
+        let error = Error::from(repo.head().err().unwrap());
+        assert!(matches!(error, Error::Unborn), "{error}");
+        let error = Error::from(repo.find_reference("refs/heads/nope").err().unwrap());
+        assert!(matches!(error, Error::NotFound(_)), "{error}");
+        let error = Error::from(repo.revparse_single("nope").err().unwrap());
+        assert!(matches!(error, Error::NotFound(_)), "{error}");
+        let error = find_remote(&repo, "origin").err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "no remote named `origin` in this repository: add it (`git remote add origin URL`) or name another"
+        );
+        std::fs::write(dir.path().join(".git/index.lock"), "").unwrap();
+        let error = Error::from(repo.index().unwrap().write().err().unwrap());
+        assert!(matches!(error, Error::Locked(_)), "{error}");
+    }
+
+    /// A remote with nothing listening (publish.rs tests one that asks for
+    /// credentials).
+    #[test]
+    fn an_unreachable_remote_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/r.git", closed.local_addr().unwrap());
+        drop(closed);
+        let error = Remote::url(&repo, &url).err().unwrap();
         assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+        assert!(error.to_string().contains("check the URL"), "{error}");
     }
 
     /// Modes and entry types are differences; removing a file keeps the rest.

@@ -6,6 +6,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::diagnostic::display_path;
 use crate::diff::{self, FileChange};
 use crate::render::STACK_FILE;
@@ -74,16 +76,59 @@ impl<'a> Output<'a> {
     }
 }
 
-/// `build/x: out of date (…)`, the files by kind, then their unified diffs.
+/// An environment's directory that is not its render, as JSON shows it.
+#[derive(Debug, Serialize)]
+pub struct Drift<'a> {
+    pub environment: &'a str,
+    pub directory: String,
+    /// Whether the directory exists at all (`false`: never rendered).
+    pub exists: bool,
+    pub files: Vec<DriftFile<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DriftFile<'a> {
+    pub path: &'a str,
+    /// What `render` would do to it: `create`, `update` or `delete`.
+    pub change: &'static str,
+}
+
+impl<'a> Drift<'a> {
+    pub fn new(environment: &'a str, dir: &Path, changes: &[FileChange<'a>]) -> Self {
+        Self {
+            environment,
+            directory: dir.to_string_lossy().into_owned(),
+            exists: dir.is_dir(),
+            files: changes
+                .iter()
+                .map(|change| DriftFile {
+                    path: change.path,
+                    change: change.kind.verb(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `build/x: out of date (…)`, the files by kind, then their unified diffs;
+/// for a directory never rendered, one line saying so (not every file's
+/// content as a diff).
 pub fn write_drift(out: &mut dyn Write, dir: &Path, changes: &[FileChange]) -> io::Result<()> {
+    if !dir.exists() {
+        return writeln!(
+            out,
+            "{} is missing: run `tracker-gitops render`",
+            display_path(dir)
+        );
+    }
     writeln!(
         out,
         "{}: out of date ({})",
         display_path(dir),
-        diff::summary(changes)
+        diff::summary(changes, diff::Tense::Pending)
     )?;
     for change in changes {
-        let what = change.kind.drift_word();
+        let what = change.kind.verb();
         writeln!(out, "  {what}: {}", display_path(change.path))?;
     }
     let prefix = format!("{}/", dir.display());

@@ -36,6 +36,11 @@ pub enum Error {
     )]
     Dirty { path: String },
     #[error(
+        "HEAD is detached (no branch is checked out), so the provenance would name no ref: check out \
+         the branch you publish from, or name it with --source-ref REF"
+    )]
+    Detached,
+    #[error(
         "{dir} at {commit} is not exactly what render writes ({differences}); run `tracker-gitops render` and commit the result"
     )]
     NotRendered {
@@ -176,6 +181,7 @@ impl Source {
         }
         let reference = match source_ref {
             Some(reference) => reference.to_string(),
+            None if self.repo.head_detached()? => return Err(Error::Detached),
             None => head.name().unwrap_or("HEAD").to_string(),
         };
         let repository = self

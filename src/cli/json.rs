@@ -9,8 +9,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::Invalid;
-use crate::{git, output, plan, render, tree};
+use super::args::Format;
+use super::{Invalid, NotDone};
+use crate::{
+    actions, deploy, environment, git, github, output, plan, project, publish, render, tree, verify,
+};
 
 /// The version of every command's JSON shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -54,19 +57,71 @@ pub fn print_error(error: &anyhow::Error) -> io::Result<()> {
     })
 }
 
-/// The stage that failed, as the README's table of error codes names it.
+/// Whether a command line clap could not parse asks for JSON.
+pub fn asked_for(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<_> = args.collect();
+    args.iter().any(|arg| arg == "--format=json")
+        || args
+            .windows(2)
+            .any(|pair| pair[0] == "--format" && pair[1] == "json")
+}
+
+/// Prints the object of a command line that could not be parsed (code
+/// `usage`; the message is clap's first line, without usage and help).
+pub fn print_usage_error(error: &clap::Error) -> io::Result<()> {
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    print(&Fatal {
+        error: ErrorFields {
+            code: "usage",
+            message: first.strip_prefix("error: ").unwrap_or(first),
+        },
+    })
+}
+
+/// The stage that failed, as the README's table of error codes names it;
+/// a stage's git error is a git error.
 fn code(error: &anyhow::Error) -> &'static str {
-    if error.is::<git::Error>() || matches!(error.downcast_ref(), Some(plan::Error::Git(_))) {
+    let git = matches!(error.downcast_ref(), Some(publish::Error::Git(_)))
+        || matches!(error.downcast_ref(), Some(verify::Error::Git(_)))
+        || matches!(error.downcast_ref(), Some(plan::Error::Git(_)))
+        || error.is::<git::Error>();
+    if git {
         "git"
     } else if error.is::<Invalid>() {
         "invalid-environments"
+    } else if error.is::<project::Error>() {
+        "project"
+    } else if error.is::<environment::Error>() {
+        "environment"
     } else if error.is::<render::Error>() {
         "render"
     } else if error.is::<output::Error>() || error.is::<tree::Error>() {
         "output"
     } else if error.is::<plan::Error>() {
         "plan"
+    } else if error.is::<github::Error>() {
+        "github"
+    } else if error.is::<publish::Error>() {
+        "publish"
+    } else if error.is::<verify::Error>() {
+        "verify"
+    } else if error.is::<deploy::Error>() {
+        "deploy"
+    } else if error.is::<actions::Error>() {
+        "actions"
+    } else if let Some(not_done) = error.downcast_ref::<NotDone>() {
+        not_done.0.word()
     } else {
         "other"
+    }
+}
+
+/// Where a command's progress goes: stdout for people, stderr when stdout
+/// carries the JSON object.
+pub fn progress(format: Format) -> Box<dyn Write> {
+    match format {
+        Format::Human => Box::new(io::stdout()),
+        Format::Json => Box::new(io::stderr()),
     }
 }

@@ -28,7 +28,7 @@ pub fn print_reports(reports: &[FileReport]) -> Result<()> {
     if actions::running() {
         let mut err = io::stderr().lock();
         for report in reports {
-            report.write_github(&mut err)?;
+            actions::annotate(&mut err, report)?;
         }
     }
     Ok(())

@@ -30,9 +30,7 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::project::Root;
-use args::{Paths, Typed};
-
-use args::Format;
+use args::{Format, Paths, Typed};
 
 #[derive(Debug, Parser)]
 // The last of a repeated flag wins (as in ripgrep): a caller such as the
@@ -85,17 +83,14 @@ impl Command {
     /// The output format asked for; fatal errors are printed in it too.
     fn format(&self) -> Format {
         match self {
+            Self::Validate(args) => args.output.format,
             Self::Plan(args) => args.output.format,
             Self::Render(args) => args.output.format,
-            Self::Validate(_)
-            | Self::Init(_)
-            | Self::Schema
-            | Self::Publish(_)
-            | Self::Deploy(_)
-            | Self::Rollback(_)
-            | Self::Status(_)
-            | Self::Completions(_)
-            | Self::Man => Format::Human,
+            Self::Publish(args) => args.output.format,
+            Self::Deploy(args) => args.output.format,
+            Self::Rollback(args) => args.output.format,
+            Self::Status(args) => args.output.format,
+            Self::Init(_) | Self::Schema | Self::Completions(_) | Self::Man => Format::Human,
         }
     }
 
@@ -125,6 +120,15 @@ enum Conclusion {
 #[error("invalid environment files")]
 struct Invalid;
 
+/// The VM did nothing: it refused the request (its reason is already
+/// printed), or another deploy holds its lock.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .0 {
+    crate::deploy::Outcome::LockBusy => "deploy in progress: nothing done",
+    _ => "the VM refused the request (see above): nothing done",
+})]
+struct NotDone(crate::deploy::Outcome);
+
 pub fn main() -> ExitCode {
     let parsed = Cli::command()
         .try_get_matches()
@@ -133,11 +137,13 @@ pub fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            if json::asked_for(std::env::args()) {
+                let _ = json::print_usage_error(&e);
+            }
+            return ExitCode::from(2);
         }
     };
     let (format, error_code) = (cli.command.format(), cli.command.error_code());

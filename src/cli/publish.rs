@@ -2,18 +2,17 @@
 //! provenance, and with `--push` push it. Only what is committed in build/ is
 //! published.
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use anyhow::Result;
+use serde::Serialize;
 
-use super::args::{Branches, Paths, Selection, Typed};
-use super::{Conclusion, Invalid, load};
+use super::args::{Branches, Format, Output, Paths, Selection, Typed};
+use super::{Conclusion, Invalid, json, load};
 use crate::actions;
 use crate::diff;
-use crate::environment::Environment;
-use crate::output::{self, Output};
+use crate::output;
 use crate::publish;
-use crate::render::Rendered;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,6 +44,26 @@ pub struct Args {
     /// The source ref recorded in the provenance (default: the checked-out branch).
     #[arg(long, value_name = "REF", env = "GITHUB_REF")]
     source_ref: Option<String>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// The JSON object: what happened to each environment's deploy branch, or
+/// (exit 1) the environments whose directory in OUT is not their render.
+#[derive(Serialize, Default)]
+struct Report<'a> {
+    environments: Vec<Environment>,
+    out_of_date: Vec<output::Drift<'a>>,
+}
+
+#[derive(Serialize)]
+struct Environment {
+    environment: String,
+    branch: String,
+    /// `committed` or `unchanged`.
+    result: &'static str,
+    /// The new commit; `null` when unchanged.
+    commit: Option<String>,
 }
 
 impl Paths for Args {
@@ -79,17 +98,39 @@ pub fn run(args: &Args) -> Result<Conclusion> {
 
 fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
     let selection = &args.selection;
+    let format = args.output.format;
     let Some(rendered) = load::rendered(selection, &args.branches)? else {
         eprintln!("nothing published: fix the errors above first");
         return Err(Invalid.into());
     };
+    let mut report = Report::default();
     // Publish only what is committed in build/: a stale build/ is refused.
-    let mut out = io::stdout().lock();
-    if write_stale(&mut out, selection, &rendered)? {
-        writeln!(
-            out,
-            "nothing published: run `tracker-gitops render` and commit the result"
-        )?;
+    let output = output::Output::new(&selection.out);
+    let on_disk = rendered
+        .iter()
+        .map(|(env, _)| output.read(&env.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stale = false;
+    for ((env, result), (dir, tree)) in rendered.iter().zip(&on_disk) {
+        let changes = diff::compare(&result.tree, tree);
+        if changes.is_empty() {
+            continue;
+        }
+        stale = true;
+        match format {
+            Format::Human => output::write_drift(&mut std::io::stdout().lock(), dir, &changes)?,
+            Format::Json => report
+                .out_of_date
+                .push(output::Drift::new(&env.name, dir, &changes)),
+        }
+    }
+    if stale {
+        match format {
+            Format::Human => {
+                println!("nothing published: run `tracker-gitops render` and commit the result")
+            }
+            Format::Json => json::print(&report)?,
+        }
         return Ok(Conclusion::Failure);
     }
     let author = parse_author(&args.author)?;
@@ -107,9 +148,10 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = options(args, &source, author)?;
+    let mut progress = json::progress(format);
     for ((env, result), provenance) in rendered.iter().zip(&provenances) {
         let branch = env.deploy_branch(&args.branches.branch_prefix);
-        match publish::publish(
+        let commit = match publish::publish(
             source.repository(),
             env,
             &branch,
@@ -117,34 +159,31 @@ fn publish_all(args: &Args, published: &mut Published) -> Result<Conclusion> {
             provenance,
             &options,
         )? {
-            publish::Published::Unchanged => writeln!(out, "{}: unchanged ({branch})", env.name)?,
-            publish::Published::Committed(commit) => {
-                writeln!(out, "{}: {commit} ({branch})", env.name)?;
-                published.insert(env.name.clone(), commit.to_string().into());
+            publish::Published::Unchanged => {
+                writeln!(progress, "{}: unchanged ({branch})", env.name)?;
+                None
             }
-        }
+            publish::Published::Committed(commit) => {
+                writeln!(progress, "{}: {commit} ({branch})", env.name)?;
+                published.insert(env.name.clone(), commit.to_string().into());
+                Some(commit.to_string())
+            }
+        };
+        report.environments.push(Environment {
+            environment: env.name.clone(),
+            result: if commit.is_some() {
+                "committed"
+            } else {
+                "unchanged"
+            },
+            commit,
+            branch,
+        });
+    }
+    if format == Format::Json {
+        json::print(&report)?;
     }
     Ok(Conclusion::Success)
-}
-
-/// Writes the drift of each environment whose directory in OUT is not its
-/// render; whether any is.
-fn write_stale(
-    out: &mut dyn Write,
-    selection: &Selection,
-    rendered: &[(Environment, Rendered)],
-) -> Result<bool> {
-    let output = Output::new(&selection.out);
-    let mut stale = false;
-    for (env, result) in rendered {
-        let (dir, on_disk) = output.read(&env.name)?;
-        let changes = diff::compare(&result.tree, &on_disk);
-        if !changes.is_empty() {
-            stale = true;
-            output::write_drift(out, &dir, &changes)?;
-        }
-    }
-    Ok(stale)
 }
 
 /// How to publish, from the arguments and the parsed `--author`.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::args::{Branches, Format, Output as OutputFormat, Paths, Selection, Typed};
 use super::{Conclusion, Invalid, json, load};
 use crate::diagnostic::display_path;
-use crate::diff::{self, ChangeKind};
+use crate::diff;
 use crate::output::{self, Output};
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +125,11 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             State::OutOfDate
         } else {
             result.tree.replace_dir(&dir)?;
-            writeln!(out, "{label}: written ({})", diff::summary(&changes))?;
+            writeln!(
+                out,
+                "{label}: written ({})",
+                diff::summary(&changes, diff::Tense::Done)
+            )?;
             State::Written
         };
         let prefix = format!("{}/", dir.display());
@@ -138,11 +142,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
                 .iter()
                 .map(|change| FileReport {
                     path: change.path.to_string(),
-                    change: match change.kind {
-                        ChangeKind::Added => "create",
-                        ChangeKind::Changed => "update",
-                        ChangeKind::Removed => "delete",
-                    },
+                    change: change.kind.verb(),
                     diff: args.check.then(|| diff::unified_diff(change, &prefix)),
                 })
                 .collect(),
@@ -152,7 +152,10 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         let label = display_path(&orphan);
         report.up_to_date = false;
         if args.check {
-            writeln!(out, "{label}: orphaned (no environment file renders to it)")?;
+            writeln!(
+                out,
+                "{label}: to delete (no environment file renders to it)"
+            )?;
         } else {
             output.remove(&orphan)?;
             writeln!(out, "{label}: removed (no environment file renders to it)")?;

@@ -4,9 +4,9 @@
 use anyhow::Result;
 
 use super::Conclusion;
-use super::args::{Checks, Paths, Rollout, Typed, VmTarget};
+use super::args::{Checks, Output, Paths, Rollout, Typed, VmTarget};
 use super::deploy::Run;
-use super::vm;
+use super::{json, vm};
 use crate::deploy;
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +26,8 @@ pub struct Args {
     /// it: it was reviewed for the way forward.
     #[arg(long, value_name = "ID")]
     acknowledge_data_loss: Vec<String>,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 impl Paths for Args {
@@ -42,7 +44,16 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     // The same checks as a deploy's, before the VM is touched: with --to
     // before anything connects, else once the VM said which commit it ran
     // before (a question that changes nothing).
-    let verify = |commit: &str| vm::verify(&args.checks, &env, &source, Some(commit));
+    let format = args.output.format;
+    let verify = |commit: &str| {
+        vm::verify(
+            &args.checks,
+            &env,
+            &source,
+            Some(commit),
+            &mut json::progress(format),
+        )
+    };
     let early = args.to.as_deref().map(verify).transpose()?;
     let connection = vm::connect(target, &env)?;
     let deployed = deploy::deployed(&connection, &env.file.deploy.path)?;
@@ -61,14 +72,14 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         vm::Acknowledge::Flag,
     )?;
     vm::before_data_loss(&env, &gate)?;
-    let commit = &verified.commit;
-    eprintln!("rolling back {} to {commit}", env.name);
+    eprintln!("rolling back {} to {}", env.name, verified.commit);
     let run = Run {
         env: &env,
         source: &source,
-        commit,
+        verified: &verified,
         rollout: &args.rollout,
         allow_downgrade: true,
+        format,
         expect: Some(deployed.current.as_deref()),
     };
     run.on(&connection, deploy::SecretSource::Stored)

@@ -1,14 +1,15 @@
 //! `validate`: check environment files against the schema and the stack rules.
 
-use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Result;
+use serde::Serialize;
 
 use super::Conclusion;
-use super::args::{Branches, Environments, Format, Paths, Typed};
+use super::args::{Branches, Environments, Format, Output, Paths, Typed};
+use super::json;
 use super::load::print_reports;
-use crate::diagnostic::FileReport;
+use crate::diagnostic::{FileReport, Located, Severity};
 use crate::environment;
 use crate::text::plural;
 
@@ -23,9 +24,30 @@ pub struct Args {
     dirs: Environments,
     #[command(flatten)]
     branches: Branches,
-    /// Output format of the diagnostics.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    format: Format,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// The JSON object: each file with its diagnostics, then the counts.
+#[derive(Serialize)]
+struct Validated<'a> {
+    files: Vec<File<'a>>,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct File<'a> {
+    file: &'a str,
+    valid: bool,
+    diagnostics: Vec<Located<'a>>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    files: usize,
+    invalid: usize,
+    errors: usize,
+    warnings: usize,
 }
 
 impl Paths for Args {
@@ -47,31 +69,52 @@ pub fn run(args: Args) -> Result<Conclusion> {
         .into_iter()
         .map(|c| c.report)
         .collect();
-    match args.format {
-        Format::Human => print_reports(&reports)?,
-        Format::Json => {
-            let all: Vec<_> = reports.iter().flat_map(FileReport::located).collect();
-            let mut out = io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &all)?;
-            writeln!(out)?;
-        }
-    }
     let invalid = reports.iter().filter(|r| r.has_errors()).count();
-    if args.format == Format::Human {
-        eprintln!(
-            "{} {} checked: {}",
-            reports.len(),
-            plural(reports.len(), "file", "files"),
-            if invalid == 0 {
-                "all valid".to_string()
-            } else {
-                format!("{invalid} invalid")
-            }
-        );
+    match args.output.format {
+        Format::Human => {
+            print_reports(&reports)?;
+            eprintln!(
+                "{} {} checked: {}",
+                reports.len(),
+                plural(reports.len(), "file", "files"),
+                if invalid == 0 {
+                    "all valid".to_string()
+                } else {
+                    format!("{invalid} invalid")
+                }
+            );
+        }
+        Format::Json => json::print(&validated(&reports, invalid))?,
     }
     Ok(if invalid == 0 {
         Conclusion::Success
     } else {
         Conclusion::Failure
     })
+}
+
+fn validated(reports: &[FileReport], invalid: usize) -> Validated<'_> {
+    let count = |severity| {
+        reports
+            .iter()
+            .flat_map(|r| &r.diagnostics)
+            .filter(|d| d.severity == severity)
+            .count()
+    };
+    Validated {
+        files: reports
+            .iter()
+            .map(|report| File {
+                file: report.path(),
+                valid: !report.has_errors(),
+                diagnostics: report.located().collect(),
+            })
+            .collect(),
+        summary: Summary {
+            files: reports.len(),
+            invalid,
+            errors: count(Severity::Error),
+            warnings: count(Severity::Warning),
+        },
+    }
 }

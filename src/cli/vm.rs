@@ -3,6 +3,8 @@
 //! passes before the VM is touched: it is publish's work from a reviewed
 //! source, and it loses no data that is not acknowledged.
 
+use std::io::Write;
+
 use anyhow::Result;
 
 use super::args::{Checks, VmTarget};
@@ -71,6 +73,7 @@ pub fn verify(
     env: &Environment,
     source: &Source,
     commit: Option<&str>,
+    progress: &mut dyn Write,
 ) -> Result<Verified> {
     // Paths inside the repository, as publish recorded them.
     let repo = git::repository()?;
@@ -84,10 +87,11 @@ pub fn verify(
         environment_file: &in_repo(&env.path)?,
         output: &in_repo(&checks.out.join(&env.name))?,
     })?;
-    println!(
+    writeln!(
+        progress,
         "verified {}: published from {} on {}",
         verified.commit, verified.source_commit, verified.source_branch
-    );
+    )?;
     // The VM checks out exactly the verified commit.
     Ok(verified)
 }

@@ -4,7 +4,8 @@
 //! system OpenSSH client (`bash -s -- <op>`) after a prelude (`protocol`)
 //! holding the request and the secrets. Here: the secrets, and the marker
 //! lines the script prints on stdout, timed as they arrive; the SSH client
-//! (host key pinning, the key in memory) is `ssh.rs`.
+//! (host key pinning, the key in memory) is `ssh.rs`, `status`'s report
+//! `status.rs`.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
@@ -23,6 +24,8 @@ mod protocol;
 pub use protocol::{MARKER, Outcome, Prelude, Step, Verdict};
 mod ssh;
 pub use ssh::{Connection, Identity, KEY_VARIABLE};
+mod status;
+pub use status::{Drift, Service, Status, status, status_prelude};
 
 /// The script run on the VM; its header documents the protocol.
 pub const REMOTE_SCRIPT: &str = include_str!("remote.sh");
@@ -388,46 +391,23 @@ fn run_op(
     Ok(child)
 }
 
-/// The request of `status`.
-pub fn status_prelude(root: &str, branch: &str, keep: &[&str]) -> Prelude {
-    Prelude::new()
-        .set("root", root)
-        .set("branch", branch)
-        .set("keep", &keep.join(" "))
+/// Runs an op to its end, its stdout captured.
+fn op_output(
+    connection: &Connection,
+    op: &str,
+    prelude: Prelude,
+) -> Result<std::process::Output, Error> {
+    run_op(connection, op, prelude, Stdio::piped())?
+        .wait_with_output()
+        .map_err(|source| Error::Spawn {
+            program: "ssh",
+            source,
+        })
 }
 
 /// The request of `deployed`.
 pub fn deployed_prelude(root: &str) -> Prelude {
     Prelude::new().set("root", root)
-}
-
-/// Runs `status` on the VM; its report goes to our stdout. `None`: the script
-/// could not tell (exit 2, its reason on stderr).
-pub fn status(
-    connection: &Connection,
-    root: &str,
-    branch: &str,
-    keep: &[&str],
-) -> Result<Option<Verdict>, Error> {
-    let status = run_op(
-        connection,
-        "status",
-        status_prelude(root, branch, keep),
-        Stdio::inherit(),
-    )?
-    .wait()
-    .map_err(|source| Error::Spawn {
-        program: "ssh",
-        source,
-    })?;
-    if status.code() == Some(Outcome::Refused.code()) {
-        return Ok(None);
-    }
-    Verdict::ALL
-        .iter()
-        .find(|v| status.code() == Some(v.code()))
-        .map(|v| Some(*v))
-        .ok_or_else(|| ended(connection, status))
 }
 
 /// What the VM runs, as `deployed` tells it.
@@ -442,17 +422,7 @@ pub struct Deployed {
 
 /// Asks the VM what it runs; changes nothing there.
 pub fn deployed(connection: &Connection, root: &str) -> Result<Deployed, Error> {
-    let output = run_op(
-        connection,
-        "deployed",
-        deployed_prelude(root),
-        Stdio::piped(),
-    )?
-    .wait_with_output()
-    .map_err(|source| Error::Spawn {
-        program: "ssh",
-        source,
-    })?;
+    let output = op_output(connection, "deployed", deployed_prelude(root))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let answer = |key: &str| {
         stdout

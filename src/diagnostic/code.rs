@@ -40,6 +40,7 @@ macro_rules! codes {
 codes! {
     FileTooLarge = "file-too-large": "The file is larger than the 1 MiB an environment file may be.",
     NotUtf8 = "not-utf8": "The file is not valid UTF-8.",
+    ByteOrderMark = "byte-order-mark": "The file starts with a UTF-8 byte-order mark, which JSON forbids.",
     TooDeep = "too-deep": "Brackets nest deeper than 32 levels.",
     SyntaxError = "syntax-error": "The file is not strict JSON (comments, trailing commas, single quotes, …).",
     EmptyFile = "empty-file": "The file holds no JSON value.",
@@ -76,6 +77,13 @@ codes! {
     ProtectedBranch = "protected-branch": "The deploy branch is the checked-out (source) branch or `origin`'s default branch.",
     BranchCollision = "branch-collision": "Two environments on one deploy branch, or one's branch inside another's.",
     DestinationCollision = "destination-collision": "Two environments in one VM directory, or one's inside another's.",
+    HttpsWithoutDomain = "https-without-domain": "An `https` section, but no service with a `domain` to serve.",
+    DomainWithoutHttps = "domain-without-https": "A service with a `domain` (HTTPS) but no `https` section.",
+    InvalidDomain = "invalid-domain": "A `domain` that is not a host name a CA can certify (an IP address, a label over 63 characters).",
+    DomainCollision = "domain-collision": "Two services on one domain that their paths cannot tell apart.",
+    PublishedBehindTls = "published-behind-tls": "A service served over HTTPS whose plain port would still be published.",
+    HttpsPortConflict = "https-port-conflict": "A published listener on port 80 or 443, which Caddy takes for HTTPS.",
+    MixedReverseProxy = "mixed-reverse-proxy": "HTTP trackers with and without a `domain` under configuration schema 2.0.0, which has one `on_reverse_proxy` for all.",
     InternalError = "internal-error": "A bug in tracker-gitops: please report it.",
 }
 

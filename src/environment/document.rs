@@ -62,6 +62,20 @@ impl Document {
                     .with_hint("save the file as UTF-8"),
             ]
         })?;
+        // Refused, as Python's json, Node's JSON.parse and serde_json refuse
+        // it (RFC 8259 forbids writing one): other tools that read the file
+        // would trip on it too.
+        if text.starts_with('\u{FEFF}') {
+            return Err(vec![
+                Diagnostic::error(
+                    Code::ByteOrderMark,
+                    "",
+                    0..3,
+                    "file starts with a UTF-8 byte-order mark (BOM)",
+                )
+                .with_hint("save the file as UTF-8 without a BOM (in most editors: the encoding \"UTF-8\", not \"UTF-8 with BOM\")"),
+            ]);
+        }
         if let Some(at) = too_deep(text) {
             return Err(vec![Diagnostic::error(
                 Code::TooDeep,

@@ -31,6 +31,8 @@ pub struct EnvironmentFile {
     pub prometheus: Option<Prometheus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana: Option<Grafana>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<Https>,
     pub deploy: Deploy,
     /// The data losses this version accepts, by id (`database-driver:mysql->sqlite3`):
     /// deploy refuses any other, and an id that names no loss.
@@ -60,6 +62,67 @@ impl EnvironmentFile {
                 grafana.admin_password.name(),
             ));
         }
+        found
+    }
+}
+
+/// A service that a `domain` serves over HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsService {
+    /// By its index in `tracker.http_trackers`.
+    HttpTracker(usize),
+    HttpApi,
+    HealthCheckApi,
+    Grafana,
+}
+
+impl TlsService {
+    /// The JSON pointer of its `domain`.
+    pub fn domain_pointer(self) -> String {
+        match self {
+            TlsService::HttpTracker(i) => format!("/tracker/http_trackers/{i}/domain"),
+            TlsService::HttpApi => "/tracker/http_api/domain".into(),
+            TlsService::HealthCheckApi => "/tracker/health_check_api/domain".into(),
+            TlsService::Grafana => "/grafana/domain".into(),
+        }
+    }
+
+    /// What a person calls it, in the middle of a sentence.
+    pub fn label(self) -> String {
+        match self {
+            TlsService::HttpTracker(i) => format!("HTTP tracker {i}"),
+            TlsService::HttpApi => "the REST API".into(),
+            TlsService::HealthCheckApi => "the health-check API".into(),
+            TlsService::Grafana => "Grafana".into(),
+        }
+    }
+}
+
+impl EnvironmentFile {
+    /// Whether `domain` puts a service behind Caddy: HTTPS is on.
+    pub fn behind_tls(&self, domain: &Option<String>) -> bool {
+        domain.is_some() && self.https.is_some()
+    }
+
+    /// Every service with a `domain`, in file order, with its domain.
+    pub fn domains(&self) -> Vec<(TlsService, &str)> {
+        let tracker = &self.tracker;
+        let trackers = tracker.http_trackers.iter().enumerate();
+        let mut found: Vec<(TlsService, &str)> = trackers
+            .filter_map(|(i, l)| Some((TlsService::HttpTracker(i), l.domain.as_deref()?)))
+            .collect();
+        let others = [
+            (TlsService::HttpApi, tracker.http_api.domain.as_deref()),
+            (
+                TlsService::HealthCheckApi,
+                tracker.health_check_api.domain.as_deref(),
+            ),
+            (
+                TlsService::Grafana,
+                self.grafana.as_ref().and_then(|g| g.domain.as_deref()),
+            ),
+        ];
+        found.extend(others.into_iter().filter_map(|(s, d)| Some((s, d?))));
         found
     }
 }
@@ -95,7 +158,7 @@ pub struct Tracker {
     #[serde(default)]
     pub udp_trackers: Vec<Listener>,
     #[serde(default)]
-    pub http_trackers: Vec<Listener>,
+    pub http_trackers: Vec<HttpTracker>,
     pub http_api: HttpApi,
     #[serde(default)]
     pub health_check_api: HealthCheckApi,
@@ -170,23 +233,39 @@ pub struct Listener {
     pub bind_address: SocketAddr,
 }
 
+/// An HTTP tracker: a listener that can be served over HTTPS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTracker {
+    pub bind_address: SocketAddr,
+    /// Served at `https://<domain>/announce` through Caddy; its port is then
+    /// not published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpApi {
     pub bind_address: SocketAddr,
     pub admin_token: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckApi {
     pub bind_address: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 impl Default for HealthCheckApi {
     fn default() -> Self {
         Self {
             bind_address: SocketAddr::from(([127, 0, 0, 1], 1313)),
+            domain: None,
         }
     }
 }
@@ -214,10 +293,50 @@ pub struct Grafana {
     #[serde(default = "default_grafana_user")]
     pub admin_user: String,
     pub admin_password: Secret,
+    /// On the host; not published when Grafana is served over HTTPS.
     #[serde(default = "default_grafana_publish")]
     pub publish: SocketAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+}
+
+/// HTTPS through Caddy, with certificates from an ACME CA, for the services
+/// that have a `domain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Https {
+    /// The ACME account's contact: the CA writes about expiring certificates.
+    pub email: String,
+    #[serde(default = "default_ca")]
+    pub ca: String,
+    /// PEM certificate of the root that signs a private ACME server's own
+    /// HTTPS certificate (public CAs need none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_root: Option<String>,
+    #[serde(default = "default_caddy_image")]
+    pub image: String,
+}
+
+/// The CAs known by name, with their ACME directories.
+pub const KNOWN_CAS: [(&str, &str); 2] = [
+    (
+        "letsencrypt",
+        "https://acme-v02.api.letsencrypt.org/directory",
+    ),
+    (
+        "letsencrypt-staging",
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    ),
+];
+
+impl Https {
+    /// The ACME directory URL of [`Https::ca`].
+    pub fn directory(&self) -> &str {
+        KNOWN_CAS
+            .iter()
+            .find(|(name, _)| *name == self.ca)
+            .map_or(&self.ca, |(_, url)| url)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +398,12 @@ fn default_grafana_user() -> String {
 }
 fn default_grafana_publish() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+fn default_ca() -> String {
+    KNOWN_CAS[0].0.into()
+}
+fn default_caddy_image() -> String {
+    "caddy:2.8.4".into()
 }
 fn default_ssh_port() -> u16 {
     22
@@ -416,10 +541,14 @@ mod tests {
   "tracker": {
     "image": "torrust/tracker:develop",
     "core": { "private": false, "listed": false, "database": { "driver": "sqlite3" } },
-    "http_api": { "bind_address": "0.0.0.0:1212", "admin_token": { "secret": "TOKEN" } }
+    "http_api": {
+      "bind_address": "0.0.0.0:1212", "admin_token": { "secret": "TOKEN" },
+      "domain": "tracker.example.org"
+    }
   },
   "prometheus": {},
   "grafana": { "admin_password": { "secret": "GRAFANA" } },
+  "https": { "email": "ops@example.org" },
   "deploy": { "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }
 }"#,
         r#"{

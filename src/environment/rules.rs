@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Environment;
 use super::document::Document;
 use super::image::{ImageRef, tracker_image_facts};
-use super::model::{Database, EnvironmentFile};
+use super::model::{ConfigSchema, Database, EnvironmentFile, TlsService};
 use super::placeholder;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::stack::{Stack, loss};
@@ -258,9 +258,11 @@ fn sockets(env: &EnvironmentFile) -> Vec<Socket> {
         let pointer = format!("/tracker/udp_trackers/{i}/bind_address");
         push("tracker", pointer, l.bind_address, Protocol::Udp, true);
     }
+    // A service served over HTTPS is reached through Caddy, not on its own port.
     for (i, l) in tracker.http_trackers.iter().enumerate() {
         let pointer = format!("/tracker/http_trackers/{i}/bind_address");
-        push("tracker", pointer, l.bind_address, Protocol::Tcp, true);
+        let published = !env.behind_tls(&l.domain);
+        push("tracker", pointer, l.bind_address, Protocol::Tcp, published);
     }
     let api = tracker.http_api.bind_address;
     push(
@@ -268,7 +270,7 @@ fn sockets(env: &EnvironmentFile) -> Vec<Socket> {
         "/tracker/http_api/bind_address".into(),
         api,
         Protocol::Tcp,
-        true,
+        !env.behind_tls(&tracker.http_api.domain),
     );
     let health = tracker.health_check_api.bind_address;
     let pointer = "/tracker/health_check_api/bind_address".into();
@@ -296,7 +298,7 @@ fn sockets(env: &EnvironmentFile) -> Vec<Socket> {
             "/grafana/publish".into(),
             grafana.publish,
             Protocol::Tcp,
-            true,
+            !env.behind_tls(&grafana.domain),
         );
     }
     sockets
@@ -337,6 +339,13 @@ const RULES: &[Rule] = &[
     possible_acknowledgements,
     configured,
     authenticated_when_published,
+    https_serves_a_domain,
+    domains_need_https,
+    valid_domains,
+    one_service_per_domain,
+    no_plain_port_behind_tls,
+    https_ports_free,
+    one_reverse_proxy_setting,
 ];
 
 /// Applies every cross-field rule to a typed, schema-valid file.
@@ -562,6 +571,9 @@ fn pinned_images(env: &EnvironmentFile, document: &Document, found: &mut Vec<Dia
     if let Some(grafana) = &env.grafana {
         images.push(("/grafana/image", &grafana.image));
     }
+    if let Some(https) = &env.https {
+        images.push(("/https/image", &https.image));
+    }
     for (pointer, image) in images {
         if document.place(pointer).is_some() && ImageRef::parse(image).is_mutable() {
             found.push(
@@ -691,6 +703,217 @@ fn authenticated_when_published(
             host = env.deploy.host,
         )),
     );
+}
+
+/// `https` serves at least one service.
+fn https_serves_a_domain(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    if env.https.is_some() && env.domains().is_empty() {
+        found.push(
+            Diagnostic::error(
+                Code::HttpsWithoutDomain,
+                "/https",
+                document.object_span("/https"),
+                "`https` is set but no service has a `domain` to serve over HTTPS",
+            )
+            .with_hint(
+                "add a `domain` to an HTTP tracker, `http_api`, `health_check_api` or \
+                 `grafana`, or remove `https`",
+            ),
+        );
+    }
+}
+
+/// A `domain` turns HTTPS on, which needs the `https` section.
+fn domains_need_https(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    if env.https.is_some() {
+        return;
+    }
+    for (service, domain) in env.domains() {
+        let pointer = service.domain_pointer();
+        found.push(
+            Diagnostic::error(
+                Code::DomainWithoutHttps,
+                pointer.clone(),
+                document.value_span(&pointer),
+                format!(
+                    "`{domain}` would serve {} over HTTPS, but there is no `https` section",
+                    service.label()
+                ),
+            )
+            .with_hint(
+                "add \"https\": { \"email\": \"you@example.org\" } (the ACME account for its \
+                 certificate), or remove the `domain`",
+            ),
+        );
+    }
+}
+
+/// Why `domain` cannot be a certificate's name, if it cannot.
+fn domain_problem(domain: &str) -> Option<String> {
+    if let Some(label) = domain.split('.').find(|label| label.len() > 63) {
+        return Some(format!(
+            "its label `{}…` is longer than 63 characters",
+            &label[..20]
+        ));
+    }
+    let top = domain.rsplit('.').next().unwrap_or_default();
+    if top.chars().all(|c| c.is_ascii_digit()) {
+        return Some("it looks like an IP address: ACME CAs certify host names".into());
+    }
+    None
+}
+
+/// Every `domain` is a host name a CA can certify.
+fn valid_domains(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    for (service, domain) in env.domains() {
+        if let Some(problem) = domain_problem(domain) {
+            let pointer = service.domain_pointer();
+            found.push(
+                Diagnostic::error(
+                    Code::InvalidDomain,
+                    pointer.clone(),
+                    document.value_span(&pointer),
+                    format!("`{}` is not a valid host name: {problem}", truncate(domain)),
+                )
+                .with_hint(
+                    "use the DNS name clients reach the VM by, e.g. \"tracker.example.org\"",
+                ),
+            );
+        }
+    }
+}
+
+/// Whether two services can be told apart on one domain by their paths:
+/// one HTTP tracker (`/announce`, `/scrape`), the REST API (`/api/`) and the
+/// health check (`/health_check`). Grafana and a second tracker take every path.
+fn can_share(a: TlsService, b: TlsService) -> bool {
+    let tracker_or_api = |s| !matches!(s, TlsService::Grafana);
+    tracker_or_api(a)
+        && tracker_or_api(b)
+        && !matches!(
+            (a, b),
+            (TlsService::HttpTracker(_), TlsService::HttpTracker(_))
+        )
+}
+
+/// No two services on one domain, unless their paths tell them apart.
+fn one_service_per_domain(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let domains = env.domains();
+    for (i, (later, domain)) in domains.iter().enumerate() {
+        let taken = domains[..i].iter().find(|(earlier, other)| {
+            other.eq_ignore_ascii_case(domain) && !can_share(*earlier, *later)
+        });
+        if let Some((earlier, _)) = taken {
+            let pointer = later.domain_pointer();
+            let (line, _) = line_column(document, &earlier.domain_pointer());
+            found.push(
+                Diagnostic::error(
+                    Code::DomainCollision,
+                    pointer.clone(),
+                    document.value_span(&pointer),
+                    format!(
+                        "`{domain}` already serves {} (line {line})",
+                        earlier.label()
+                    ),
+                )
+                .with_hint(
+                    "one HTTP tracker, the REST API and the health check can share a domain \
+                     (their paths differ); Grafana and every other HTTP tracker need their own",
+                ),
+            );
+        }
+    }
+}
+
+/// A service behind HTTPS is not also published in plain HTTP.
+fn no_plain_port_behind_tls(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let pointer = "/grafana/publish";
+    let behind_tls = env
+        .grafana
+        .as_ref()
+        .is_some_and(|g| env.behind_tls(&g.domain));
+    if behind_tls && document.place(pointer).is_some() {
+        found.push(
+            Diagnostic::error(
+                Code::PublishedBehindTls,
+                pointer,
+                document.key_span(pointer),
+                "Grafana has a `domain`, so it is served over HTTPS only: its plain port would \
+                 still be published",
+            )
+            .with_hint("remove `publish`: Grafana is then reached at https://<domain>/ only"),
+        );
+    }
+}
+
+/// Caddy takes the host's ports 80 and 443 (TCP): no published listener may.
+fn https_ports_free(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    if env.https.is_none() {
+        return;
+    }
+    let taken = sockets(env).into_iter().filter(|s| {
+        s.published && s.protocol == Protocol::Tcp && [80, 443].contains(&s.address.port())
+    });
+    for socket in taken {
+        found.push(
+            Diagnostic::error(
+                Code::HttpsPortConflict,
+                socket.pointer.clone(),
+                document.value_span(&socket.pointer),
+                format!(
+                    "tcp port {} is Caddy's: with `https` it serves ports 80 and 443 of the host",
+                    socket.address.port()
+                ),
+            )
+            .with_hint(
+                "choose another port, or give the service a `domain` so that Caddy serves it",
+            ),
+        );
+    }
+}
+
+/// Schema 2.0.0 has one `on_reverse_proxy` for every HTTP tracker: behind
+/// Caddy all of them, or none, since the tracker then requires the proxy's
+/// `X-Forwarded-For` header.
+fn one_reverse_proxy_setting(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let tracker = &env.tracker;
+    let schema = tracker
+        .config_schema
+        .or_else(|| tracker_image_facts(&tracker.image).map(|f| f.config_schema));
+    let behind_tls = tracker
+        .http_trackers
+        .iter()
+        .filter(|l| env.behind_tls(&l.domain))
+        .count();
+    if schema != Some(ConfigSchema::V2) || behind_tls == 0 {
+        return;
+    }
+    for (i, l) in tracker.http_trackers.iter().enumerate() {
+        if !env.behind_tls(&l.domain) {
+            let pointer = format!("/tracker/http_trackers/{i}");
+            found.push(
+                Diagnostic::error(
+                    Code::MixedReverseProxy,
+                    pointer.clone(),
+                    document.object_span(&pointer),
+                    "this HTTP tracker has no `domain` while another is served over HTTPS: \
+                     configuration schema 2.0.0 puts every HTTP tracker behind the proxy or none",
+                )
+                .with_hint(
+                    "give every HTTP tracker a `domain` (schema 3.0.0 images, e.g. `develop`, \
+                     can mix them)",
+                ),
+            );
+        }
+    }
 }
 
 fn schema_name(schema: super::model::ConfigSchema) -> &'static str {

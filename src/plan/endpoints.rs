@@ -139,6 +139,7 @@ mod tests {
             scheme: Scheme::Udp,
             address: address.parse().unwrap(),
             path: "/announce".into(),
+            domain: None,
         }
     }
 

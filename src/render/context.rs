@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::environment::{Database, Environment, LogLevel, Prometheus};
-use crate::stack::{CONFIG_HASH_LABEL, Stack, prometheus, tracker};
+use crate::environment::{Database, Environment, Https, LogLevel, Prometheus};
+use crate::stack::{CONFIG_HASH_LABEL, Stack, caddy, prometheus, tracker};
 
 /// `docker-compose.yml.hbs`.
 #[derive(Serialize)]
@@ -47,9 +47,22 @@ struct Tracker<'a> {
     /// Listener addresses inside the container (`0.0.0.0:<port>`).
     udp: Vec<SocketAddr>,
     http: Vec<SocketAddr>,
+    /// The HTTP trackers again, each with whether it is behind Caddy.
+    http_trackers: Vec<HttpTracker>,
+    /// Whether any HTTP tracker is behind Caddy (schema 2.0.0 has one setting for all).
+    on_reverse_proxy: bool,
     api: SocketAddr,
-    /// As configured: the health-check API is never published.
+    /// As configured (the health-check API is never published), but on every
+    /// interface of the container when Caddy serves it.
     health: SocketAddr,
+}
+
+#[derive(Serialize)]
+struct HttpTracker {
+    /// Inside the container (`0.0.0.0:<port>`).
+    bind_address: SocketAddr,
+    /// Its clients' addresses come in Caddy's `X-Forwarded-For` header.
+    on_reverse_proxy: bool,
 }
 
 #[derive(Serialize)]
@@ -119,8 +132,24 @@ impl<'a> TrackerConfig<'a> {
                     .iter()
                     .map(|l| inside(l.bind_address))
                     .collect(),
+                http_trackers: config
+                    .http_trackers
+                    .iter()
+                    .map(|l| HttpTracker {
+                        bind_address: inside(l.bind_address),
+                        on_reverse_proxy: env.file.behind_tls(&l.domain),
+                    })
+                    .collect(),
+                on_reverse_proxy: config
+                    .http_trackers
+                    .iter()
+                    .any(|l| env.file.behind_tls(&l.domain)),
                 api: inside(config.http_api.bind_address),
-                health: config.health_check_api.bind_address,
+                health: if env.file.behind_tls(&config.health_check_api.domain) {
+                    inside(config.health_check_api.bind_address)
+                } else {
+                    config.health_check_api.bind_address
+                },
             },
         }
     }
@@ -183,5 +212,43 @@ pub(super) struct GrafanaDashboards<'a> {
 impl<'a> GrafanaDashboards<'a> {
     pub(super) fn new(header: &'a str, path: String) -> Self {
         Self { header, path }
+    }
+}
+
+/// `Caddyfile.hbs`.
+#[derive(Serialize)]
+pub(super) struct CaddyConfig<'a> {
+    header: &'a str,
+    caddy: Caddy<'a>,
+}
+
+#[derive(Serialize)]
+struct Caddy<'a> {
+    /// The ACME account's e-mail.
+    email: &'a str,
+    /// The ACME directory URL.
+    ca: &'a str,
+    /// The private CA root's path in the container, if any.
+    ca_root: Option<String>,
+    sites: Vec<caddy::Site>,
+    /// The loopback port of the healthcheck's plain-HTTP site.
+    health_port: u16,
+}
+
+impl<'a> CaddyConfig<'a> {
+    pub(super) fn new(header: &'a str, env: &Environment, https: &'a Https) -> Self {
+        Self {
+            header,
+            caddy: Caddy {
+                email: &https.email,
+                ca: https.directory(),
+                ca_root: https
+                    .ca_root
+                    .as_ref()
+                    .map(|_| caddy::CONFIG_DIR.container_path(caddy::CA_ROOT_FILE)),
+                sites: caddy::sites(env),
+                health_port: caddy::HEALTH_PORT,
+            },
+        }
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::environment::{ConfigSchema, Database, Environment};
-use crate::stack::{Part, Stack, grafana, prometheus, tracker};
+use crate::stack::{Part, Stack, caddy, grafana, prometheus, tracker};
 use crate::tree::Tree;
 
 /// The templates shipped in the binary, by name.
@@ -45,6 +45,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "grafana-dashboards.yml.hbs",
         include_str!("../../templates/grafana-dashboards.yml.hbs"),
+    ),
+    (
+        "Caddyfile.hbs",
+        include_str!("../../templates/Caddyfile.hbs"),
     ),
 ];
 
@@ -251,6 +255,21 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
             tree.insert(
                 dir.tree_path(&format!("{}/{name}", grafana::DASHBOARDS_DIR)),
                 json,
+            );
+        }
+    }
+    if let (Some(https), Some(_)) = (&env.file.https, stack.service(caddy::SERVICE)) {
+        tree.insert(
+            caddy::CONFIG_DIR.tree_path(caddy::CONFIG_FILE),
+            templates.render(
+                "Caddyfile.hbs",
+                &context::CaddyConfig::new(&header, env, https),
+            )?,
+        );
+        if let Some(root) = &https.ca_root {
+            tree.insert(
+                caddy::CONFIG_DIR.tree_path(caddy::CA_ROOT_FILE),
+                root.clone(),
             );
         }
     }

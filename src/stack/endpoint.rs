@@ -20,6 +20,10 @@ pub struct Endpoint {
     pub address: SocketAddr,
     /// What clients ask for there, e.g. `/announce`.
     pub path: String,
+    /// The host name clients use, for an endpoint served over HTTPS by Caddy
+    /// (which listens at `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// What answers at an endpoint, in the order plans list them.
@@ -30,6 +34,8 @@ pub enum EndpointKind {
     HttpTracker,
     /// The tracker's REST API.
     HttpApi,
+    /// The tracker's health check, public only over HTTPS.
+    HealthCheckApi,
     Prometheus,
     Grafana,
 }
@@ -40,6 +46,7 @@ pub enum EndpointKind {
 pub enum Scheme {
     Udp,
     Http,
+    Https,
 }
 
 impl Endpoint {
@@ -48,9 +55,13 @@ impl Endpoint {
         !self.address.ip().is_loopback()
     }
 
-    /// e.g. `udp://0.0.0.0:6969/announce`, the address as published.
+    /// e.g. `udp://0.0.0.0:6969/announce`, the address as published, or
+    /// `https://tracker.example.org/announce` behind Caddy.
     pub fn url(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.address, self.path)
+        match &self.domain {
+            Some(domain) => format!("{}://{domain}{}", self.scheme, self.path),
+            None => format!("{}://{}{}", self.scheme, self.address, self.path),
+        }
     }
 }
 
@@ -59,7 +70,7 @@ impl Scheme {
     pub fn protocol(self) -> Protocol {
         match self {
             Self::Udp => Protocol::Udp,
-            Self::Http => Protocol::Tcp,
+            Self::Http | Self::Https => Protocol::Tcp,
         }
     }
 }
@@ -69,6 +80,7 @@ impl fmt::Display for Scheme {
         f.write_str(match self {
             Self::Udp => "udp",
             Self::Http => "http",
+            Self::Https => "https",
         })
     }
 }
@@ -79,6 +91,7 @@ impl fmt::Display for EndpointKind {
             Self::UdpTracker => "UDP tracker",
             Self::HttpTracker => "HTTP tracker",
             Self::HttpApi => "REST API",
+            Self::HealthCheckApi => "health-check API",
             Self::Prometheus => "Prometheus",
             Self::Grafana => "Grafana",
         })

@@ -8,7 +8,7 @@ use super::{
 use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
-const PORT: u16 = 3000;
+pub const PORT: u16 = 3000;
 /// The named volume that holds its data.
 pub const VOLUME: &str = "grafana_data";
 
@@ -63,7 +63,10 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     ]));
 
     let mut component = Component::new(grafana);
-    component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    // Served over HTTPS by Caddy when it has a domain; else on its own port.
+    if !env.file.behind_tls(&g.domain) {
+        component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
+    }
     component.secret(PASSWORD_SECRET, g.admin_password.name());
     component.volume(VOLUME, "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);

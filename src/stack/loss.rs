@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Stack, TrackerDatabase, database, grafana, prometheus};
+use super::{Stack, TrackerDatabase, caddy, database, grafana, prometheus};
 
 /// What kind of loss; the part of an id before the `:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,6 +172,9 @@ fn describe(volume: &str) -> String {
         database::VOLUME => "the stack's MySQL server: the tracker's database",
         prometheus::VOLUME => "Prometheus's metrics history",
         grafana::VOLUME => "Grafana's users, settings and dashboards edited in it",
+        caddy::DATA_VOLUME => {
+            "Caddy's certificates and ACME account: reissued, within the CA's rate limits"
+        }
         _ => return format!("volume `{volume}`"),
     };
     format!("volume `{volume}` ({holds})")

@@ -9,6 +9,7 @@
 //! them: what changes between two stacks (`change.rs`) and what recreating a
 //! service costs (`cost.rs`).
 
+pub(crate) mod caddy;
 mod change;
 pub(crate) mod cost;
 mod database;
@@ -283,6 +284,7 @@ impl Component {
             scheme,
             address,
             path: path.into(),
+            domain: None,
         });
     }
 
@@ -332,6 +334,7 @@ impl Stack {
             database::component(env),
             prometheus::component(env),
             grafana::component(env),
+            caddy::component(env),
         ]
         .into_iter()
         .flatten()

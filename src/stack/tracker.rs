@@ -109,28 +109,42 @@ pub(super) fn component(env: &Environment) -> Component {
         tracker.environment.push(mysql_password(env, mysql));
     }
     let mut component = Component::new(tracker);
-    // Published as the tracker binds them: the same port inside and out.
-    for (listeners, kind, scheme) in [
-        (&config.udp_trackers, EndpointKind::UdpTracker, Scheme::Udp),
-        (
-            &config.http_trackers,
+    // Published as the tracker binds them: the same port inside and out; a
+    // listener served over HTTPS is reached through Caddy only.
+    for l in &config.udp_trackers {
+        let address = l.bind_address;
+        component.serve(
+            EndpointKind::UdpTracker,
+            Scheme::Udp,
+            address,
+            address.port(),
+            "/announce",
+        );
+    }
+    for l in config
+        .http_trackers
+        .iter()
+        .filter(|l| !env.file.behind_tls(&l.domain))
+    {
+        let address = l.bind_address;
+        component.serve(
             EndpointKind::HttpTracker,
             Scheme::Http,
-        ),
-    ] {
-        for l in listeners {
-            let address = l.bind_address;
-            component.serve(kind, scheme, address, address.port(), "/announce");
-        }
+            address,
+            address.port(),
+            "/announce",
+        );
     }
     let api = config.http_api.bind_address;
-    component.serve(
-        EndpointKind::HttpApi,
-        Scheme::Http,
-        api,
-        api.port(),
-        "/api/v1/",
-    );
+    if !env.file.behind_tls(&config.http_api.domain) {
+        component.serve(
+            EndpointKind::HttpApi,
+            Scheme::Http,
+            api,
+            api.port(),
+            "/api/v1/",
+        );
+    }
     let tracker = &mut component.service;
     tracker.bind(DATA_DIR);
     tracker.bind(LOG_DIR);

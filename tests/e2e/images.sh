@@ -3,11 +3,13 @@
 # registry: FROM scratch plus files copied from this machine (binaries, the
 # shared libraries `ldd` reports, the dynamic loader, a static busybox).
 #
-#   images.sh [all|tracker|prometheus]...     (default: all)
+#   images.sh [all|tracker|prometheus|caddy|pebble]...     (default: all)
 #
 #   tracker-gitops-e2e/tracker:3.0.0     torrust-tracker 3.0.0 from crates.io
 #                                        (see .ci/install), release-image layout
 #   tracker-gitops-e2e/prometheus:2.42   Debian's prometheus, prom/prometheus layout
+#   tracker-gitops-e2e/caddy:2.6         Debian's caddy, caddy image layout
+#   tracker-gitops-e2e/pebble:2.4        Debian's pebble (ACME test server)
 #
 # Each image carries the label org.tracker-gitops.inputs-hash (sha256 of
 # everything that went in); an image whose label matches is not rebuilt.
@@ -19,6 +21,8 @@ TRACKER_BIN_DIR=${TRACKER_BIN_DIR:-/var/cache/tracker-gitops/torrust-tracker-3.0
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 TRACKER_IMAGE=tracker-gitops-e2e/tracker:3.0.0
 PROMETHEUS_IMAGE=tracker-gitops-e2e/prometheus:2.42
+CADDY_IMAGE=tracker-gitops-e2e/caddy:2.6
+PEBBLE_IMAGE=tracker-gitops-e2e/pebble:2.4
 HASH_LABEL=org.tracker-gitops.inputs-hash
 
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -159,14 +163,33 @@ build_prometheus() {
   build_image "$PROMETHEUS_IMAGE" "$ctx"
 }
 
+# build_program NAME TAG: Debian's /usr/bin/NAME with busybox, from
+# images/NAME.Dockerfile.
+build_program() {
+  local name=$1 tag=$2 ctx="$STAGE/$1" rootfs="$STAGE/$1/rootfs"
+  mkdir -p "$rootfs"
+  add_elf "$rootfs" "/usr/bin/$name" "/usr/bin/$name"
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  cp "$HERE/images/$name.Dockerfile" "$ctx/Dockerfile"
+  build_image "$tag" "$ctx"
+}
+
 command -v docker >/dev/null || die "docker not found"
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case "$t" in
-    all) build_tracker; build_prometheus ;;
+    all)
+      build_tracker
+      build_prometheus
+      build_program caddy "$CADDY_IMAGE"
+      build_program pebble "$PEBBLE_IMAGE"
+      ;;
     tracker) build_tracker ;;
     prometheus) build_prometheus ;;
-    *) die "unknown image '$t' (all|tracker|prometheus)" ;;
+    caddy) build_program caddy "$CADDY_IMAGE" ;;
+    pebble) build_program pebble "$PEBBLE_IMAGE" ;;
+    *) die "unknown image '$t' (all|tracker|prometheus|caddy|pebble)" ;;
   esac
 done

@@ -408,6 +408,15 @@ fn deploy_secrets_and_the_token_reach_only_the_steps_that_use_them() {
 /// run.sh as action.yml runs it, in `project` with the real binary; its
 /// outputs.
 fn run_action(project: &Project, env: &[(&str, &str)]) -> (Run, BTreeMap<String, String>) {
+    run_action_in(project, ".", env)
+}
+
+/// [`run_action`] with the action's `working-directory` set to `dir`.
+fn run_action_in(
+    project: &Project,
+    dir: &str,
+    env: &[(&str, &str)],
+) -> (Run, BTreeMap<String, String>) {
     let output = project.join("github-output");
     let mut command = project.command(&[]);
     let command = command
@@ -419,7 +428,7 @@ fn run_action(project: &Project, env: &[(&str, &str)]) -> (Run, BTreeMap<String,
     let mut script = Std::new("bash");
     script.arg(repo_root().join(".github/action/run.sh"));
     // The harness's clean environment and directory, for bash instead.
-    script.current_dir(project.path()).env_clear();
+    script.current_dir(project.join(dir)).env_clear();
     script.envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
     script.env("PATH", std::env::var_os("PATH").unwrap());
     (Run(script.output().unwrap()), outputs(&output))
@@ -497,4 +506,32 @@ fn validate_through_the_action_checks_the_named_environments() {
     assert!(run.expect(0).stderr().contains("1 file checked: all valid"));
     let (run, _) = run_action(&project, &[("TG_COMMAND", "validate")]);
     assert!(run.expect(1).stderr().contains("1 invalid"));
+}
+
+/// With `working-directory: infra`, annotations name each file from the
+/// repository root (`GITHUB_WORKSPACE`), where GitHub looks for it on the
+/// pull request; the human diagnostics keep the path as the user gave it.
+#[test]
+fn annotations_name_files_from_the_repository_root() {
+    let project = Project::new();
+    project.write(
+        "infra/environments/unknown-key.json",
+        std::fs::read(repo_root().join("tests/corpus/unknown-key.json")).unwrap(),
+    );
+    let workspace = project.path().to_str().unwrap();
+    let (run, _) = run_action_in(
+        &project,
+        "infra",
+        &[("TG_COMMAND", "validate"), ("GITHUB_WORKSPACE", workspace)],
+    );
+    let run = run
+        .expect(1)
+        .expect_stderr("\n::error file=infra/environments/unknown-key.json,line=53,col=5,")
+        .expect_stderr("\n::warning file=infra/environments/unknown-key.json,line=5,col=14,");
+    assert!(
+        run.stderr()
+            .contains("\nenvironments/unknown-key.json:53:5: error: unknown key"),
+        "{}",
+        run.stderr()
+    );
 }

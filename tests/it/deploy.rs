@@ -19,7 +19,7 @@ fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
 }
 
-fn sh(program: &str, args: &[&str]) -> String {
+pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     let output = Std::new(program).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -123,7 +123,7 @@ fn parse_vm_env(text: &str) -> Vec<(String, String)> {
 
 /// The e2e environment (tests/e2e/environment.json, which the deploy
 /// benchmark shares) on this VM, with this announce interval.
-fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
+pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
     let text = std::fs::read_to_string(e2e_script("environment.json")).unwrap();
     let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
     env["tracker"]["core"]["announce_policy"]["interval"] = json!(interval);
@@ -147,30 +147,31 @@ impl Transcript {
     }
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     project: &'a Project,
-    token: String,
+    pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
     renamed_token: String,
     key: String,
     log: Transcript,
 }
 
-/// The images built, no stack left from an earlier run, and a VM for `project`.
-fn start_vm(project: &Project) -> Vm {
+/// The local images built, a project with the examples in git, and no stack
+/// left from an earlier run.
+pub(crate) fn e2e_project() -> Project {
     sh("bash", &[e2e_script("images.sh").to_str().unwrap()]);
+    let project = Project::with_examples_in_git();
     // The deploy user clones origin.git from inside the (0700) temp dir.
     sh("chmod", &["0755", project.path().to_str().unwrap()]);
     let _ = Std::new("docker")
         .args(["compose", "-p", PROJECT, "down", "-v", "--timeout", "5"])
         .output();
-    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
-    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
-    vm
+    project
 }
 
 impl<'a> Ctx<'a> {
-    fn new(project: &'a Project, vm: &Vm) -> Self {
+    /// Fresh tokens, and the VM's key.
+    pub(crate) fn new(project: &'a Project, vm: &Vm) -> Self {
         Self {
             project,
             token: format!("e2e-token-{}", random_hex()),
@@ -180,6 +181,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether the binary printed `text`, on either stream, in any run.
+    pub(crate) fn printed(&self, text: &str) -> bool {
+        self.log.0.lock().unwrap().contains(text)
+    }
+
+    /// Publishes and deploys, which must succeed; returns the deployed commit.
+    pub(crate) fn publish_and_deploy(&self, message: &str) -> String {
+        let commit = self.publish(message, None);
+        let run = self.deploy().expect(0);
+        assert!(
+            run.stdout().contains(&format!("deployed {commit} to e2e")),
+            "{}",
+            run.stdout()
+        );
+        commit
+    }
     fn run(&self, args: &[&str]) -> Run {
         let mut command = self.project.command(args);
         command
@@ -230,7 +247,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn container(service: &str) -> String {
+pub(crate) fn container(service: &str) -> String {
     sh(
         "docker",
         &[
@@ -366,8 +383,9 @@ fn placeholders_are_refused_before_anything_connects() {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_rollout_rollback_lock_and_secrets() {
-    let project = Project::with_examples_in_git();
-    let vm = start_vm(&project);
+    let project = e2e_project();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n/broken/\n");
     let ctx = Ctx::new(&project, &vm);
     let env_file = "environments/e2e.json";
     // (1) first deploy
@@ -524,6 +542,16 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
     }
     assert_eq!(tracker_health(), "healthy");
     ctx.run(&["status", "--env", "e2e"]).expect(0);
+    // The same as JSON, in the shapes the README documents.
+    let status = ctx.run(&["status", "--env", "e2e", "--format", "json"]);
+    let status = crate::json::assert_documented("### `status --format json`", &status.expect(0));
+    assert_eq!(status["verdict"], "in-sync");
+    assert_eq!(status["deployed"], status["branch_tip"]);
+    assert_eq!(status["drift"], json!([]));
+    let noop = ctx.deploy_with(&["--format", "json"]).expect(0);
+    let noop = crate::json::assert_documented("### `deploy --format json` (and `rollback`)", &noop);
+    assert_eq!(noop["result"]["outcome"], "noop");
+    assert_eq!(noop["result"]["commit"], status["deployed"]);
 
     // (4a) a commit pushed straight to the deploy branch, keeping publish's
     // message and provenance but bind-mounting the host's /etc: refused
@@ -708,8 +736,9 @@ fn vm_state(vm: &Vm) -> (String, String, String, Vec<String>) {
 #[test]
 #[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
 fn deploy_e2e_data_loss_is_refused_until_acknowledged() {
-    let project = Project::with_examples_in_git();
-    let vm = start_vm(&project);
+    let project = e2e_project();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n");
     let ctx = Ctx::new(&project, &vm);
     let env_file = "environments/e2e.json";
     let write = |edit: &dyn Fn(&mut serde_json::Value)| {

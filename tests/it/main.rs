@@ -6,6 +6,8 @@ mod dashboards;
 mod deploy;
 mod github;
 mod harness;
+mod https;
+mod json;
 mod plan;
 mod publish;
 mod remote;

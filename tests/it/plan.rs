@@ -45,17 +45,26 @@ fn reviewed_change(name: &str) -> Project {
                 env["deploy"]["path"] = "/srv/tracker-gitops/canary".into();
             });
         }
+        "https-on" => project.edit_json("environments/stable.json", |env| {
+            env["tracker"]["http_trackers"][0]["domain"] = "tracker.example.net".into();
+            env["https"] = serde_json::json!({ "email": "ops@example.net" });
+        }),
+        "acme-contact" => project.edit_json("environments/production.json", |env| {
+            env["https"]["email"] = "security@example.org".into();
+        }),
         "no-change" => {}
         other => panic!("no change {other}"),
     }
     project
 }
 
-const REVIEWED_CHANGES: [&str; 5] = [
+const REVIEWED_CHANGES: [&str; 7] = [
     "announce-interval",
     "prometheus-off",
     "second-udp-tracker",
     "new-environment",
+    "https-on",
+    "acme-contact",
     "no-change",
 ];
 
@@ -360,8 +369,7 @@ fn failures_exit_2() {
     let outside = Project::with_examples();
     let run = plan(&outside, &["--base", "HEAD"]).expect(2);
     assert!(
-        run.stderr()
-            .contains("cannot open the git repository around the current directory"),
+        run.stderr().contains("error: not in a git repository"),
         "{}",
         run.stderr()
     );

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::Project;
+use crate::harness::{Project, Run};
 
 #[test]
 fn first_publish_creates_branches_then_nothing_changes() {
@@ -153,7 +153,7 @@ fn a_stale_build_or_uncommitted_source_is_refused() {
     let run = project.run(&["publish"]).expect(1);
     assert!(
         run.stdout()
-            .contains("build/stable: out of date (3 changed)"),
+            .contains("build/stable: out of date (3 to update)"),
         "{}",
         run.stdout()
     );
@@ -503,4 +503,100 @@ fn a_deploy_branch_outside_the_namespace_is_never_published() {
             .origin_git(&["branch", "--list", "deploy/*"])
             .is_empty()
     );
+}
+
+/// A never-rendered environment is one line saying what to run, not every
+/// file's content as a diff; `render --check` says the same.
+#[test]
+fn a_never_rendered_environment_says_to_render() {
+    let project = Project::with_examples_in_git();
+    project.git(&["rm", "-rq", "build"]);
+    project.commit_all("no build/ yet");
+    let run = project.run(&["publish"]).expect(1);
+    assert_eq!(
+        run.stdout(),
+        "build/production is missing: run `tracker-gitops render`\n\
+         build/stable is missing: run `tracker-gitops render`\n\
+         build/staging is missing: run `tracker-gitops render`\n\
+         nothing published: run `tracker-gitops render` and commit the result\n"
+    );
+    let run = project
+        .run(&["render", "--check", "--env", "stable"])
+        .expect(1);
+    assert_eq!(
+        run.stdout(),
+        "build/stable is missing: run `tracker-gitops render`\n\
+         run `tracker-gitops render` and commit the result\n"
+    );
+}
+
+/// Each common git problem is named with what to do, never as libgit2's
+/// message alone.
+#[test]
+fn git_problems_say_what_to_do() {
+    let outside = Project::with_examples();
+    outside.run(&["render"]).expect(0);
+    outside
+        .run(&["publish"])
+        .expect(2)
+        .expect_stderr("error: not in a git repository")
+        .expect_stderr("`git init`");
+
+    // A new repository: everything is yet to commit (git.rs tests the
+    // unborn branch itself).
+    outside.git(&["init", "-q", "-b", "main"]);
+    outside
+        .run(&["publish"])
+        .expect(2)
+        .expect_stderr("has uncommitted changes; commit them first");
+
+    let project = Project::with_examples_in_git();
+    project.git(&["checkout", "-q", "--detach"]);
+    project
+        .run(&["publish"])
+        .expect(2)
+        .expect_stderr("error: HEAD is detached (no branch is checked out)")
+        .expect_stderr("--source-ref REF");
+    project
+        .run(&["publish", "--source-ref", "refs/heads/main"])
+        .expect(0);
+    project.git(&["checkout", "-q", "main"]);
+
+    project
+        .run(&["publish", "--remote", "upstream"])
+        .expect(2)
+        .expect_stderr("error: no remote named `upstream` in this repository: add it (`git remote add upstream URL`)");
+
+    let missing = project.join("missing.git");
+    project.git(&["remote", "set-url", "origin", missing.to_str().unwrap()]);
+    let run = project.run(&["publish", "--remote", "origin"]).expect(2);
+    let run = run.expect_stderr(&format!(
+        "error: {} is not a git repository (nothing there, or not a repository): check the remote's URL (`git remote -v`)",
+        missing.display()
+    ));
+    assert!(!run.stderr().contains("unsupported URL protocol"));
+
+    // A server that asks for credentials and refuses every token.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/r.git", server.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in server.incoming().flatten() {
+            let _ = stream.read(&mut [0; 4096]);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    project.git(&["remote", "set-url", "origin", &url]);
+    let run = project
+        .command(&["publish", "--remote", "origin"])
+        .env("TRACKER_GITOPS_GIT_TOKEN", "ghs_refusedToken")
+        .output()
+        .unwrap();
+    let run = Run(run).expect(2).expect_stderr(&format!(
+        "error: {url} asks for credentials: set GITHUB_TOKEN (or TRACKER_GITOPS_GIT_TOKEN)"
+    ));
+    assert!(!run.stderr().contains("ghs_refusedToken"));
 }

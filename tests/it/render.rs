@@ -37,7 +37,7 @@ fn the_committed_build_is_up_to_date() {
 }
 
 #[test]
-fn check_reports_changed_missing_and_orphaned_files() {
+fn check_reports_files_to_update_create_and_delete() {
     let project = rendered_examples();
     project.run(&["render", "--check"]).expect(0);
     std::fs::remove_file(project.join("build/stable/docker-compose.yml")).unwrap();
@@ -54,13 +54,13 @@ fn check_reports_changed_missing_and_orphaned_files() {
     let run = project.run(&["render", "--check"]).expect(1);
     let out = run.stdout();
     assert!(
-        out.contains("build/stable: out of date (1 missing, 1 orphaned)"),
+        out.contains("build/stable: out of date (1 to create, 1 to delete)"),
         "{out}"
     );
-    assert!(out.contains("  missing: docker-compose.yml"), "{out}");
-    assert!(out.contains("  orphaned: notes.txt"), "{out}");
+    assert!(out.contains("  create: docker-compose.yml"), "{out}");
+    assert!(out.contains("  delete: notes.txt"), "{out}");
     assert!(
-        out.contains("build/staging: out of date (1 changed)"),
+        out.contains("build/staging: out of date (1 to update)"),
         "{out}"
     );
     assert!(
@@ -68,7 +68,7 @@ fn check_reports_changed_missing_and_orphaned_files() {
         "{out}"
     );
     assert!(out.contains("-interval = 60\n+interval = 120\n"), "{out}");
-    assert!(out.contains("build/retired: orphaned"), "{out}");
+    assert!(out.contains("build/retired: to delete"), "{out}");
     // --check wrote nothing.
     assert!(!project.join("build/stable/docker-compose.yml").exists());
     // render puts everything back and removes what no environment produces.
@@ -212,7 +212,7 @@ fn orphaned_file_names_cannot_inject_workflow_commands() {
     let out = run.stdout();
     assert!(
         out.contains(
-            "  orphaned: notes\\n::error::pwned\n\
+            "  delete: notes\\n::error::pwned\n\
              --- a/build/stable/notes\\n::error::pwned\n+++ /dev/null\n@@ -1,2 +0,0 @@\n\
              -x\r-::error::pwned-by-content\n"
         ),
@@ -325,12 +325,129 @@ fn a_changed_setting_changes_only_that_services_config_hash() {
         compose["services"][service]["labels"]["tracker-gitops.config-hash"].clone()
     };
     assert_ne!(hash(&before, "tracker"), hash(&after, "tracker"));
-    for service in ["mysql", "prometheus", "grafana"] {
+    for service in ["mysql", "prometheus", "grafana", "caddy"] {
         assert_eq!(
             before["services"][service], after["services"][service],
             "{service}"
         );
     }
+}
+
+#[test]
+#[ignore = "needs .ci/install: docker compose"]
+fn an_https_setting_changes_only_caddy() {
+    let project = rendered_examples();
+    let before = compose_config(&project, "production");
+    project.edit_json("environments/production.json", |env| {
+        env["https"]["email"] = json!("security@example.org");
+        env["https"]["ca"] = json!("letsencrypt-staging");
+    });
+    project.run(&["render"]).expect(0);
+    let after = compose_config(&project, "production");
+    let hash = |compose: &Value| {
+        compose["services"]["caddy"]["labels"]["tracker-gitops.config-hash"].clone()
+    };
+    assert_ne!(hash(&before), hash(&after));
+    for service in ["tracker", "mysql", "prometheus", "grafana"] {
+        assert_eq!(
+            before["services"][service], after["services"][service],
+            "{service}"
+        );
+    }
+    let caddy = &after["services"]["caddy"];
+    let published: Vec<_> = caddy["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["published"].as_str().unwrap(),
+                p["target"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(published, [("80", 80), ("443", 443)]);
+    assert_eq!(
+        after["volumes"]["caddy_data"]["name"],
+        "tracker-production_caddy_data"
+    );
+    let tracker_ports: Vec<_> = after["services"]["tracker"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["target"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tracker_ports, [6969], "7070 and 1212 are behind Caddy only");
+    assert!(after["services"]["grafana"].get("ports").is_none());
+}
+
+/// `caddy validate` (the real Caddy) on a rendered Caddyfile, its
+/// container paths mapped to the rendered tree.
+fn caddy_validate(project: &Project, env: &str) -> String {
+    let dir = project.join(&format!("build/{env}/storage/caddy/etc"));
+    let text = std::fs::read_to_string(dir.join("Caddyfile")).unwrap();
+    let local = dir.join("local.Caddyfile");
+    std::fs::write(
+        &local,
+        text.replace("/etc/caddy/", &format!("{}/", dir.display())),
+    )
+    .unwrap();
+    let output = tool("caddy")
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(&local)
+        // Caddy writes its state under these; keep it in the project.
+        .env("XDG_DATA_HOME", project.join("caddy-data"))
+        .env("XDG_CONFIG_HOME", project.join("caddy-config"))
+        .output()
+        .expect("caddy is installed (.ci/install)");
+    assert!(
+        output.status.success(),
+        "{env}: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+#[test]
+#[ignore = "needs .ci/install: caddy"]
+fn caddy_accepts_the_rendered_caddyfiles() {
+    let project = rendered_examples();
+    let text = caddy_validate(&project, "production");
+    assert!(text.contains("acme_ca https://acme-v02.api.letsencrypt.org/directory"));
+    for (name, _) in SECRETS {
+        assert!(!text.contains(name), "no secret, not even by name: {name}");
+    }
+    assert!(!text.contains("{$"), "no environment placeholder");
+
+    // Every service behind Caddy, three sharing a domain, a private CA.
+    let root =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/https/ca-root.pem")).unwrap();
+    project.edit_json("environments/production.json", |env| {
+        env["tracker"]["health_check_api"]["domain"] = json!("tracker.example.org");
+        env["tracker"]["http_trackers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "bind_address": "0.0.0.0:7071", "domain": "eu.tracker.example.org" }));
+        env["https"]["ca"] = json!("https://acme.internal.example.org:14000/dir");
+        env["https"]["ca_root"] = json!(root);
+    });
+    project.run(&["render", "--env", "production"]).expect(0);
+    let text = caddy_validate(&project, "production");
+    assert!(
+        text.contains("acme_ca_root /etc/caddy/ca-root.pem"),
+        "{text}"
+    );
+    assert!(text.contains("handle /health_check {"), "{text}");
+    assert!(text.contains("eu.tracker.example.org {"), "{text}");
+    assert_eq!(
+        project.read("build/production/storage/caddy/etc/ca-root.pem"),
+        root
+    );
+    let toml = project.read("build/production/storage/tracker/etc/tracker.toml");
+    assert!(
+        toml.contains("[health_check_api]\nbind_address = \"0.0.0.0:1313\""),
+        "Caddy reaches the health check from its own container: {toml}"
+    );
 }
 
 /// `docker compose config` (the real Compose v2) on a rendered environment, as JSON.
@@ -367,7 +484,7 @@ fn compose_accepts_every_example_with_the_expected_services() {
     let expected = [
         (
             "production",
-            vec!["grafana", "mysql", "prometheus", "tracker"],
+            vec!["caddy", "grafana", "mysql", "prometheus", "tracker"],
         ),
         ("stable", vec!["tracker"]),
         ("staging", vec!["prometheus", "tracker"]),
@@ -628,6 +745,10 @@ mod properties {
         "/grafana/admin_user",
         "/grafana/domain",
         "/grafana/image",
+        "/https/email",
+        "/https/ca",
+        "/tracker/http_trackers/0/domain",
+        "/tracker/http_api/domain",
         "/deploy/host",
         "/deploy/path",
         "/deploy/branch",
@@ -688,7 +809,7 @@ mod properties {
             prop_assert_eq!(top, ["name", "services", "networks", "volumes", "secrets"].into_iter().collect::<BTreeSet<_>>());
             let services = compose["services"].as_mapping().unwrap();
             let names: BTreeSet<_> = services.keys().map(|k| k.as_str().unwrap()).collect();
-            prop_assert_eq!(names, ["tracker", "prometheus", "grafana"].into_iter().collect::<BTreeSet<_>>());
+            prop_assert_eq!(names, ["tracker", "prometheus", "grafana", "caddy"].into_iter().collect::<BTreeSet<_>>());
             for (_, service) in services {
                 for key in service.as_mapping().unwrap().keys() {
                     prop_assert!(service_keys().contains(key.as_str().unwrap()), "{key:?}");
@@ -699,6 +820,18 @@ mod properties {
             for path in ["storage/prometheus/etc/prometheus.yml", "storage/grafana/provisioning/datasources/prometheus.yml"] {
                 prop_assert!(serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(rendered.tree.get(path).unwrap()).is_ok(), "{path}");
             }
+            // The Caddyfile's tokens: no value adds a line, a block, a quote
+            // or a placeholder (`{…}`) to it.
+            let caddyfile = std::str::from_utf8(rendered.tree.get("storage/caddy/etc/Caddyfile").unwrap()).unwrap();
+            let shape = |text: &str| text.lines().map(|line| {
+                line.chars().filter(|c| matches!(c, '{' | '}' | '"' | '`' | ' ' | '\t')).collect::<String>()
+            }).collect::<Vec<_>>();
+            let base = render(&check_bytes(Path::new("environments/prop.json"), include_bytes!("../../environments/production.json")).environment.unwrap(), &Templates::load(None).unwrap()).unwrap();
+            let base = std::str::from_utf8(base.tree.get("storage/caddy/etc/Caddyfile").unwrap()).unwrap().to_string();
+            // Sites merge or split by domain: compare the global options only.
+            let options = |text: &str| shape(text.split("\n}\n").next().unwrap());
+            prop_assert_eq!(options(caddyfile), options(&base), "{}", caddyfile);
+            prop_assert_eq!(caddyfile.matches('{').count(), caddyfile.matches('}').count());
         }
     }
 }

@@ -124,7 +124,8 @@ fn json_output_lists_every_problem_with_its_position() {
     let bytes = std::fs::read(repo_root().join("tests/corpus/many-problems.json")).unwrap();
     project.write("environments/many-problems.json", bytes);
     let run = project.run(&["validate", "--format", "json"]).expect(1);
-    let diagnostics: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let output: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let diagnostics = &output["files"][0]["diagnostics"];
     let positions: Vec<_> = diagnostics
         .as_array()
         .unwrap()

@@ -264,3 +264,30 @@ fn a_commit_not_on_the_deploy_branch_is_refused() {
         "--commit takes a commit id",
     );
 }
+
+/// With `--format json` a refusal is the error object on stdout, and still
+/// made before anything connected; for a rollback too.
+#[test]
+fn a_refusal_in_json_is_an_error_object() {
+    let vm = Vm::start();
+    let project = published(&vm);
+    let production = project.origin_git(&["rev-parse", "deploy/production"]);
+    for (command, flag) in [("deploy", "--commit"), ("rollback", "--to")] {
+        let run = run_in(
+            &project,
+            ".",
+            command,
+            &[flag, production.trim(), "--format", "json"],
+        )
+        .expect(2);
+        let error = crate::json::assert_error(&run, "verify");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not on deploy/stable of"),
+            "{error:#}"
+        );
+    }
+    assert_eq!(vm.connections(), 0, "the VM was contacted");
+}
