@@ -163,3 +163,18 @@ pub enum Format {
     Human,
     Json,
 }
+
+/// The VM of a data op (backup, restore) and how its result is printed.
+#[derive(Debug, clap::Args)]
+pub struct DataTarget {
+    #[command(flatten)]
+    pub target: VmTarget,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+impl Paths for DataTarget {
+    fn anchor(&mut self, typed: &Typed) {
+        self.target.anchor(typed);
+    }
+}

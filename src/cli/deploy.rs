@@ -56,13 +56,13 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     let deployed = deploy::deployed(&connection, &env.file.deploy.path)?.current;
     // Deploying the running commit again (a re-run) changes no data.
     if deployed.as_deref() != Some(verified.commit.as_str()) {
-        let gate = vm::check_data_loss(
+        let check = vm::check_data_loss(
             &verified,
             deployed.as_deref(),
             None,
             vm::Acknowledge::InFile(&env),
         )?;
-        vm::before_data_loss(&env, &gate)?;
+        vm::before_data_loss(&env, &connection, &check, &mut progress)?;
     }
     let run = Run {
         env: &env,

@@ -8,6 +8,7 @@
 //! when there are changes and 1 when it could not plan.
 
 mod args;
+mod backup;
 mod completions;
 mod deploy;
 mod init;
@@ -17,6 +18,7 @@ mod man;
 mod plan;
 mod publish;
 mod render;
+mod restore;
 mod rollback;
 mod schema;
 mod status;
@@ -73,6 +75,10 @@ enum Command {
     Rollback(rollback::Args),
     /// Ask the VM whether it runs the deploy branch's tip, unchanged and healthy.
     Status(status::Args),
+    /// Take a verified backup of an environment's database now (--list: list them).
+    Backup(backup::Args),
+    /// Restore an environment's database from a backup, stopping only the tracker.
+    Restore(restore::Args),
     /// Print the completion script for a shell.
     Completions(completions::Args),
     /// Print the manual page (roff).
@@ -90,6 +96,8 @@ impl Command {
             Self::Deploy(args) => args.output.format,
             Self::Rollback(args) => args.output.format,
             Self::Status(args) => args.output.format,
+            Self::Backup(args) => args.data.output.format,
+            Self::Restore(args) => args.data.output.format,
             Self::Init(_) | Self::Schema | Self::Completions(_) | Self::Man => Format::Human,
         }
     }
@@ -189,6 +197,8 @@ impl Paths for Command {
             Command::Deploy(args) => args.anchor(typed),
             Command::Rollback(args) => args.anchor(typed),
             Command::Status(args) => args.anchor(typed),
+            Command::Backup(args) => args.anchor(typed),
+            Command::Restore(args) => args.anchor(typed),
             Command::Schema | Command::Completions(_) | Command::Man => {}
         }
     }
@@ -205,6 +215,8 @@ fn run(cli: Cli) -> Result<Conclusion> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Backup(args) => backup::run(&args),
+        Command::Restore(args) => restore::run(&args),
         Command::Completions(args) => completions::run(&args, Cli::command()),
         Command::Man => man::run(Cli::command()),
     }

@@ -65,13 +65,13 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             )
         })?)?,
     };
-    let gate = vm::check_data_loss(
+    let check = vm::check_data_loss(
         &verified,
         deployed.current.as_deref(),
         Some(&args.acknowledge_data_loss),
         vm::Acknowledge::Flag,
     )?;
-    vm::before_data_loss(&env, &gate)?;
+    vm::before_data_loss(&env, &connection, &check, &mut json::progress(format))?;
     eprintln!("rolling back {} to {}", env.name, verified.commit);
     let run = Run {
         env: &env,

@@ -1,14 +1,16 @@
-//! What `deploy`, `rollback` and `status` share: the target environment,
-//! loaded and valid, the SSH connection to its VM, and the checks a commit
-//! passes before the VM is touched: it is publish's work from a reviewed
-//! source, and it loses no data that is not acknowledged.
+//! What `deploy`, `rollback`, `status`, `backup` and `restore` share: the
+//! target environment, loaded and valid, the SSH connection to its VM, the
+//! checks a commit passes before the VM is touched (it is publish's work from
+//! a reviewed source, and it loses no data that is not acknowledged), and how
+//! a data op runs and reports.
 
 use std::io::Write;
 
 use anyhow::Result;
+use serde_json::json;
 
-use super::args::{Checks, VmTarget};
-use super::{Invalid, load};
+use super::args::{Checks, DataTarget, Format, VmTarget};
+use super::{Conclusion, Invalid, NotDone, json, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
 use crate::git;
@@ -113,7 +115,7 @@ pub fn check_data_loss(
     deployed: Option<&str>,
     acknowledged: Option<&[String]>,
     how: Acknowledge,
-) -> Result<Gate> {
+) -> Result<DataCheck> {
     let new = verified.stack_at(&verified.commit)?.ok_or_else(|| {
         anyhow::anyhow!(
             "refusing to deploy {}: it has no stack record (published by an older \
@@ -182,20 +184,111 @@ pub fn check_data_loss(
             quoted(gate.stale.iter().collect())
         );
     }
-    Ok(gate)
+    let can_back_up = old
+        .as_ref()
+        .is_some_and(|old| old.service(crate::stack::backup::SERVICE).is_some());
+    Ok(DataCheck { gate, can_back_up })
 }
 
-/// What runs before a deploy that loses acknowledged data, on the VM it is
-/// about to change.
-pub fn before_data_loss(env: &Environment, gate: &Gate) -> Result<()> {
-    if gate.losses.is_empty() {
+/// What [`check_data_loss`] found.
+pub struct DataCheck {
+    pub gate: Gate,
+    /// The running stack has the backup service, which can take a backup now.
+    pub can_back_up: bool,
+}
+
+/// Before a deploy that loses acknowledged data: a verified backup of the
+/// running stack's database, when it has the backup service (its
+/// environment had a `backup` section); a backup that fails stops the
+/// deploy before it changes anything. Without the service, a warning.
+pub fn before_data_loss(
+    env: &Environment,
+    connection: &deploy::Connection,
+    check: &DataCheck,
+    progress: &mut dyn Write,
+) -> Result<()> {
+    if check.gate.losses.is_empty() {
         return Ok(());
     }
-    // TODO(backup): take a backup first when the environment has a `backup`
-    // section, and stop when it fails (issue 11, the `backup` op).
-    eprintln!(
-        "warning: {} has no backup section: no backup is taken before this loss",
-        env.name
-    );
-    Ok(())
+    if !check.can_back_up {
+        eprintln!(
+            "warning: no backup before this loss: the stack {} runs has no backup service \
+             (no `backup` section when it was deployed)",
+            env.name
+        );
+        return Ok(());
+    }
+    eprintln!("taking a backup of {} before the data loss", env.name);
+    let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+    let health_url = crate::stack::tracker_health_url(env);
+    let request = deploy::DataRequest {
+        root: &env.file.deploy.path,
+        caller: &caller,
+        lock_wait: deploy::LOCK_WAIT,
+        health_url: &health_url,
+    };
+    let report = deploy::backup(connection, &request, progress)?;
+    match (report.outcome, report.backups.first()) {
+        (deploy::DataOutcome::BackedUp, Some(backup)) => {
+            eprintln!(
+                "backed up {} of {}: {} database, rows {} (verified)",
+                backup.name,
+                env.name,
+                backup.driver,
+                deploy::rows_text(&backup.rows)
+            );
+            Ok(())
+        }
+        (outcome, _) => anyhow::bail!(
+            "refusing to deploy: the backup before the data loss ended `{}`; nothing was \
+             deployed",
+            outcome.word()
+        ),
+    }
+}
+
+/// Runs a data op (backup, backups, restore) on the target's VM: its steps
+/// and their times go to the progress stream; `report` prints the result for
+/// people and gives the op's own fields, which `--format json` prints as one
+/// object on stdout.
+pub fn data_op(
+    data: &DataTarget,
+    op: deploy::DataOp,
+    report: impl Fn(&Environment, &deploy::DataReport) -> serde_json::Value,
+) -> Result<Conclusion> {
+    let (target, format) = (&data.target, data.output.format);
+    let env = load_target(target)?;
+    let connection = connect(target, &env)?;
+    let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+    let health_url = crate::stack::tracker_health_url(&env);
+    let request = deploy::DataRequest {
+        root: &env.file.deploy.path,
+        caller: &caller,
+        lock_wait: deploy::LOCK_WAIT,
+        health_url: &health_url,
+    };
+    let mut progress = json::progress(format);
+    let done = deploy::data_op(&connection, &request, op, &mut progress)?;
+    let not_done = |outcome| Err(NotDone(outcome).into());
+    let conclusion = match done.outcome {
+        deploy::DataOutcome::BackedUp
+        | deploy::DataOutcome::Listed
+        | deploy::DataOutcome::Restored => Conclusion::Success,
+        deploy::DataOutcome::Failed => Conclusion::Failure,
+        // Nothing was tried: the tool could not do its job (exit 2).
+        deploy::DataOutcome::Refused => return not_done(deploy::Outcome::Refused),
+        deploy::DataOutcome::LockBusy => return not_done(deploy::Outcome::LockBusy),
+    };
+    let mut object = report(&env, &done);
+    if format == Format::Json {
+        object["result"] = json!(done.outcome.word());
+        object["steps"] = done
+            .steps
+            .iter()
+            .map(|(step, time)| json!({ "step": step, "seconds": time.as_secs_f64() }))
+            .collect();
+        object["total_seconds"] = json!(done.total.as_secs_f64());
+        json::print(&object)?;
+    }
+    Ok(conclusion)
 }

@@ -20,8 +20,10 @@ use crate::environment::Deploy;
 use crate::environment::Environment;
 use crate::text::plural;
 
+mod data;
+pub use data::{BackupEntry, DataOp, DataReport, DataRequest, backup, data_op, rows_text};
 mod protocol;
-pub use protocol::{MARKER, Outcome, Prelude, Step, Verdict};
+pub use protocol::{DataOutcome, MARKER, Outcome, Prelude, Step, Verdict};
 mod ssh;
 pub use ssh::{Connection, Identity, KEY_VARIABLE};
 mod status;
@@ -300,11 +302,56 @@ pub fn deploy(
     request: &Request,
     progress: &mut dyn Write,
 ) -> Result<Report, Error> {
+    let mut result = None;
+    let session = run_script(
+        connection,
+        "deploy",
+        request.script(secrets),
+        progress,
+        |words| match words {
+            ["result", word, sha] if Outcome::parse(word).is_some() => {
+                result = Outcome::parse(word).map(|outcome| (outcome, sha.to_string()));
+                true
+            }
+            _ => false,
+        },
+    )?;
+    let status = session.status;
+    match result {
+        Some((outcome, sha)) if status.code() == Some(outcome.code()) => Ok(Report {
+            outcome,
+            sha,
+            steps: session.steps,
+            total: session.total,
+        }),
+        Some((outcome, _)) if status.code() != Some(255) => {
+            Err(Error::Protocol(outcome.word(), status))
+        }
+        _ => Err(ended(connection, status)),
+    }
+}
+
+/// A script run to its end: its timed steps (`connect` first) and exit status.
+struct Session {
+    steps: Vec<(String, Duration)>,
+    total: Duration,
+    status: ExitStatus,
+}
+
+/// Runs `op` with `script` on its stdin. Step markers are timed and printed
+/// to `progress` as they arrive; `marker` is given the words of every other
+/// marker line and says whether it knew it; anything else is printed as is.
+fn run_script(
+    connection: &Connection,
+    op: &str,
+    script: String,
+    progress: &mut dyn Write,
+    mut marker: impl FnMut(&[&str]) -> bool,
+) -> Result<Session, Error> {
     let start = Instant::now();
-    let mut child = connection.spawn(&["deploy"], Stdio::piped())?;
+    let mut child = connection.spawn(&[op], Stdio::piped())?;
     // From a thread: ssh may not read all of stdin before we read its stdout.
     let mut stdin = child.stdin.take().expect("piped");
-    let script = request.script(secrets);
     let feeder = std::thread::spawn(move || {
         // A closed pipe shows as ssh's exit status.
         let _ = stdin.write_all(script.as_bytes());
@@ -312,7 +359,6 @@ pub fn deploy(
 
     let mut steps: Vec<(String, Duration)> = Vec::new();
     let mut current = ("connect".to_string(), start);
-    let mut result = None;
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
     for line in stdout.lines() {
         let line = line.map_err(Error::Output)?;
@@ -325,33 +371,24 @@ pub fn deploy(
                 end_step(&mut steps, &mut current, word, progress);
                 let _ = writeln!(progress, "step {word}");
             }
-            ["result", word, sha] if Outcome::parse(word).is_some() => {
-                end_step(&mut steps, &mut current, "", progress);
-                result = Outcome::parse(word).map(|outcome| (outcome, sha.to_string()));
-            }
-            // remote.sh prints only markers on stdout; anything else is shown as is.
+            _ if !words.is_empty() && marker(&words) => {}
+            // The scripts print only markers on stdout; anything else is shown as is.
             _ => {
                 let _ = writeln!(progress, "{line}");
             }
         }
     }
+    end_step(&mut steps, &mut current, "", progress);
     let status = child.wait().map_err(|source| Error::Spawn {
         program: "ssh",
         source,
     })?;
     let _ = feeder.join();
-    match result {
-        Some((outcome, sha)) if status.code() == Some(outcome.code()) => Ok(Report {
-            outcome,
-            sha,
-            steps,
-            total: start.elapsed(),
-        }),
-        Some((outcome, _)) if status.code() != Some(255) => {
-            Err(Error::Protocol(outcome.word(), status))
-        }
-        _ => Err(ended(connection, status)),
-    }
+    Ok(Session {
+        steps,
+        total: start.elapsed(),
+        status,
+    })
 }
 
 /// The error for a script that ended without a (consistent) result.

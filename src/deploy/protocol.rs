@@ -1,7 +1,9 @@
 //! The deploy protocol, defined once: the steps and results `remote.sh`
-//! announces and the verdicts of `status`, with their wire words and exit
-//! codes, and the prelude that hands them — with the reserved secret names and
-//! the request — to the script. A test holds the script to these words.
+//! announces, the verdicts of `status` and the results of the data ops
+//! (backup, backups, restore), with their wire words and exit codes, and the
+//! prelude that hands them — with the reserved secret names and the request —
+//! to the script. A test holds the script (and the backup service's script,
+//! whose steps pass through it) to these words.
 
 use std::fmt::Write as _;
 
@@ -36,6 +38,14 @@ wire! {
         Up = "up",
         Health = "health",
         Rollback = "rollback",
+        /// The backup service's steps (its script prints them).
+        Dump = "dump",
+        Verify = "verify",
+        Prune = "prune",
+        /// A restore's: the tracker stopped, the data swapped, the tracker started.
+        Stop = "stop",
+        Restore = "restore",
+        Start = "start",
     }
 }
 
@@ -63,6 +73,32 @@ wire! {
     Verdict {
         InSync = "in-sync",
         OutOfSync = "out-of-sync",
+    }
+}
+
+wire! {
+    /// How an op on the data (backup, backups, restore) ended.
+    DataOutcome {
+        BackedUp = "backed-up",
+        Listed = "listed",
+        Restored = "restored",
+        /// The backup or the restore failed (the tracker runs again).
+        Failed = "failed",
+        /// Not attempted: an invalid request, nothing deployed, no backup service.
+        Refused = "refused",
+        /// A deploy or another data op holds the lock.
+        LockBusy = "lock-busy",
+    }
+}
+
+impl DataOutcome {
+    pub fn code(self) -> i32 {
+        match self {
+            Self::BackedUp | Self::Listed | Self::Restored => 0,
+            Self::Failed => 1,
+            Self::Refused => 2,
+            Self::LockBusy => 4,
+        }
     }
 }
 
@@ -111,12 +147,14 @@ impl Prelude {
         let mut text = String::new();
         let results = codes(&mut Outcome::ALL.iter().map(|o| (o.word(), o.code())));
         let verdicts = codes(&mut Verdict::ALL.iter().map(|v| (v.word(), v.code())));
+        let data = codes(&mut DataOutcome::ALL.iter().map(|o| (o.word(), o.code())));
         let names: Vec<_> = crate::environment::RESERVED_NAMES
             .iter()
             .map(|n| format!("[{n}]=1"))
             .collect();
         let _ = writeln!(text, "declare -A tg_results=({results})");
         let _ = writeln!(text, "declare -A tg_verdicts=({verdicts})");
+        let _ = writeln!(text, "declare -A tg_data_results=({data})");
         let _ = writeln!(text, "declare -A tg_reserved_names=({})", names.join(" "));
         let _ = writeln!(
             text,
@@ -152,11 +190,14 @@ mod tests {
     use super::*;
     use crate::deploy::REMOTE_SCRIPT;
 
-    /// The words that follow `call` in the script (`tg_step lock`,
-    /// `tg_finish refused "$sha"`…), skipping variables.
+    /// The words that follow `call` in the scripts (`tg_step lock`,
+    /// `tg_finish refused "$sha"`, the backup script's `marker step dump`…),
+    /// skipping variables.
     fn words_after(call: &str) -> BTreeSet<String> {
-        let code: String = REMOTE_SCRIPT
-            .lines()
+        let backup_script = include_str!("../../templates/backup.sh.hbs");
+        let code: String = [REMOTE_SCRIPT, backup_script]
+            .iter()
+            .flat_map(|script| script.lines())
             .filter(|line| !line.trim_start().starts_with('#'))
             .map(|line| format!("{line}\n"))
             .collect();
@@ -181,8 +222,13 @@ mod tests {
         // Steps run through tg_deploy_step name themselves there.
         let mut steps = words_after("tg_step ");
         steps.extend(words_after("tg_deploy_step "));
+        steps.extend(words_after("marker step "));
         assert_eq!(steps, all(Step::ALL, Step::word));
         assert_eq!(words_after("tg_finish "), all(Outcome::ALL, Outcome::word));
+        assert_eq!(
+            words_after("tg_data_finish "),
+            all(DataOutcome::ALL, DataOutcome::word)
+        );
         assert_eq!(words_after("tg_verdict "), all(Verdict::ALL, Verdict::word));
     }
 

@@ -15,6 +15,13 @@
 #   deployed  prints `@@tracker-gitops deployed <sha|none>`, the running
 #             commit, then `@@tracker-gitops previous <sha|none>`: the commit
 #             a rollback goes back to. Changes nothing.
+#   backup    one backup now, by the stack's backup service; restore
+#   backups   lists them; restore puts one back, stopping only the tracker.
+#             They print step markers (the service's own too), its
+#             `@@tracker-gitops backup|restored …` lines, and
+#             `@@tracker-gitops done <word>`, and exit with its code
+#             (tg_data_results). backup and restore take the deploy lock and
+#             write an audit line.
 # ROOT holds checkout/ (the commit and, of what is not in it, only the data
 # directories tg_req_keep names), secrets/<sha>.env (mode 0600: the secrets
 # each recently deployed commit runs with), deployed (the running commit),
@@ -29,11 +36,12 @@
 
 # The names the prelude assigns, declared again here (which keeps their
 # values) so that the script reads as a whole.
-declare -A tg_results tg_verdicts tg_reserved_names
+declare -A tg_results tg_verdicts tg_data_results tg_reserved_names
 declare -a tg_reserved_prefixes
 declare tg_req_root tg_req_repository tg_req_branch tg_req_commit tg_req_pull \
   tg_req_timeout tg_req_health_url tg_req_allow_downgrade tg_req_stored_secrets \
-  tg_req_secrets tg_req_keep tg_req_actor tg_req_run tg_req_lock_wait tg_req_expect
+  tg_req_secrets tg_req_keep tg_req_actor tg_req_run tg_req_lock_wait tg_req_expect \
+  tg_req_backup_script tg_req_backup
 
 tg_main() {
   set -euo pipefail
@@ -50,8 +58,9 @@ tg_main() {
     deploy) tg_deploy ;;
     status) tg_status ;;
     deployed) tg_deployed_op ;;
+    backup | backups | restore) tg_data_op "$1" ;;
     *)
-      tg_say "usage: bash -s -- deploy|status|deployed"
+      tg_say "usage: bash -s -- deploy|status|deployed|backup|backups|restore"
       return "${tg_results[refused]}"
       ;;
   esac
@@ -67,6 +76,24 @@ tg_step() {
   tg_marker "step $1"
 }
 tg_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# Sets tg_encoded to TEXT percent-encoded for a URL's user information
+# (RFC 3986 unreserved characters kept), byte by byte (LC_ALL=C), with
+# builtins only: the value never reaches argv.
+tg_urlencode() {
+  local text=$1 i c
+  tg_encoded=""
+  for ((i = 0; i < ${#text}; i++)); do
+    c=${text:i:1}
+    case $c in
+      [A-Za-z0-9._~-]) tg_encoded+=$c ;;
+      *)
+        printf -v c '%%%02X' "'$c"
+        tg_encoded+=$c
+        ;;
+    esac
+  done
+}
 tg_is_sha() { [[ $1 =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; }
 
 # Copy stdin to stdout line by line; survives a closed stdout.
@@ -101,10 +128,18 @@ tg_run() {
 # secret name can change how this script runs.
 tg_compose() {
   local limit=$1 i
+  local -a encoded=()
   shift
   cd "$tg_checkout" || exit 1
+  # Encoded first: once exported, a secret named like a shell variable
+  # (FUNCNEST…) could change how a function runs.
   for i in "${!tg_env_names[@]}"; do
-    export "${tg_env_names[i]}=${tg_env_values[i]}"
+    tg_urlencode "${tg_env_values[i]}"
+    encoded[i]=$tg_encoded
+  done
+  for i in "${!tg_env_names[@]}"; do
+    export "${tg_env_names[i]}=${tg_env_values[i]}" \
+      "TG_URLENCODED_${tg_env_names[i]}=${encoded[i]}"
   done
   if [[ $limit == - ]]; then exec docker compose "$@"; fi
   exec timeout "$limit" docker compose "$@"
@@ -154,6 +189,8 @@ tg_bad_request() {
       lock_wait) [[ $tg_req_lock_wait =~ ^[0-9]{1,4}$ ]] ;;
       health_url) [[ $tg_req_health_url =~ ^https?://[[:graph:]]+$ ]] ;;
       actor | run) [[ ${!name} =~ ^[!-~]{1,200}$ ]] ;;
+      backup_script) [[ $tg_req_backup_script =~ ^/[A-Za-z0-9._/-]+$ ]] ;;
+      backup) [[ $tg_req_backup =~ ^[0-9]{8}T[0-9]{6}Z$ ]] ;;
       keep)
         # Relative paths without `.` or `..` components.
         read -r -a tg_keep <<<"$tg_req_keep"
@@ -782,6 +819,125 @@ tg_deployed_op() {
     done < <(tac "$tg_root/history")
   fi
   tg_marker "previous none"
+}
+
+# -------------------------------------------------------------------- data
+
+# Emits the one result of a data op: audit line (backup and restore), marker,
+# exit code.
+tg_data_finish() {
+  local result=$1
+  if [[ $tg_op != backups ]]; then
+    printf '%s commit=%s result=%s op=%s backup=%s by=%s run=%s user=%s%s\n' \
+      "$(tg_now)" "${tg_deployed:-none}" "$result" "$tg_op" "${tg_backup:--}" \
+      "$tg_req_actor" "$tg_req_run" "$(id -un)" "${tg_note:+ $tg_note}" >>"$tg_root/audit.log" \
+      || tg_say "warning: could not append to $tg_root/audit.log"
+  fi
+  tg_marker "done $result"
+  if [[ -n ${tg_lock_held:-} ]]; then
+    : >"$tg_root/deploy.lock" 2>/dev/null || true
+  fi
+  exit "${tg_data_results[$result]}"
+}
+
+# Runs the backup service's script in its container with ARGS; its markers
+# pass through as they come (and are kept in tg_data_out), its messages go to
+# stderr; its exit code comes last, on a line of its own.
+tg_backup_script() {
+  local line rc=1
+  tg_data_out=""
+  while IFS= read -r line; do
+    if [[ $line =~ ^@@rc\ ([0-9]+)$ ]]; then
+      rc=${BASH_REMATCH[1]}
+    else
+      printf '%s\n' "$line" || true
+      tg_data_out+=$line$'\n'
+    fi
+  done < <(
+    tg_dc_out exec -T backup /bin/sh "$tg_req_backup_script" "$@"
+    printf '@@rc %s\n' "$?"
+  )
+  return "$rc"
+}
+
+# backup, backups and restore: on the deployed commit's stack, with the
+# secrets it was deployed with (compose needs them to read the project).
+tg_data_op() {
+  local problem fields=(root actor run lock_wait backup_script)
+  tg_op=$1
+  [[ $tg_op != restore ]] || fields+=(backup timeout health_url)
+  problem=$(tg_bad_request "${fields[@]}")
+  if [[ -n $problem ]]; then
+    tg_say "$tg_op: the request's $problem"
+    tg_marker "done refused"
+    return "${tg_data_results[refused]}"
+  fi
+  tg_root=${tg_req_root%/}
+  tg_checkout="$tg_root/checkout"
+  tg_backup=${tg_req_backup:-}
+  tg_deployed=$(tg_read_deployed)
+  if [[ -z $tg_deployed ]] || ! tg_secrets_load "$tg_deployed"; then
+    tg_say "$tg_op: nothing is deployed in $tg_root"
+    tg_data_finish refused
+  fi
+  if [[ $tg_op != backups ]]; then
+    tg_step lock
+    exec 9>>"$tg_root/deploy.lock"
+    if ! flock -w "$tg_req_lock_wait" 9; then
+      tg_say "deploy in progress by $(head -n 1 "$tg_root/deploy.lock" 2>/dev/null || echo unknown)"
+      tg_data_finish lock-busy
+    fi
+    tg_lock_held=1
+    printf '%s (%s@%s pid=%s) %s started=%s\n' "$tg_req_actor" "$(id -un)" \
+      "${HOSTNAME:-$(uname -n)}" "$$" "$tg_op" "$(tg_now)" >"$tg_root/deploy.lock"
+  fi
+  if [[ -z $(tg_dc_out ps --status running -q backup 2>/dev/null) ]]; then
+    tg_say "$tg_op: the stack deployed in $tg_root runs no backup service (add a" \
+      "\`backup\` section to the environment and deploy it)"
+    tg_data_finish refused
+  fi
+  case $tg_op in
+    backups)
+      tg_backup_script list || tg_data_finish failed
+      tg_data_finish listed
+      ;;
+    backup)
+      if ! tg_backup_script take on-demand; then
+        tg_data_finish failed
+      fi
+      tg_backup=$(sed -n 's/^@@tracker-gitops backup \([^ ]*\) .*/\1/p' <<<"$tg_data_out")
+      tg_data_finish backed-up
+      ;;
+    restore) tg_restore ;;
+  esac
+}
+
+# Only the tracker stops: the backup service swaps the data while the rest of
+# the stack runs; the tracker is started again whatever happened, and passes
+# the health gate.
+tg_restore() {
+  local restored=1
+  tg_timeout=$tg_req_timeout
+  tg_health_url=$tg_req_health_url
+  tg_bad_services=()
+  tg_backup_script list >/dev/null || tg_data_finish failed
+  if [[ $tg_data_out != *"@@tracker-gitops backup $tg_backup "* ]]; then
+    tg_say "restore: no backup $tg_backup (tracker-gitops backup --list shows them)"
+    tg_data_finish refused
+  fi
+  tg_step stop
+  tg_dc stop tracker || tg_data_finish failed
+  tg_step restore
+  tg_backup_script restore "$tg_backup" || restored=0
+  tg_step start
+  tg_dc start tracker || tg_data_finish failed
+  tg_step health
+  if ! tg_healthy; then
+    tg_note="step=health"
+    tg_data_finish failed
+  fi
+  ((restored)) || tg_data_finish failed
+  tg_data_finish restored
 }
 
 tg_main "$@" </dev/null

@@ -1,6 +1,7 @@
 //! Environment files: reading, strict parsing, the schema, cross-field rules, and
 //! the typed model everything downstream works from.
 
+mod cron;
 mod document;
 pub mod image;
 mod model;

@@ -32,6 +32,8 @@ pub struct EnvironmentFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana: Option<Grafana>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https: Option<Https>,
     pub deploy: Deploy,
     /// The data losses this version accepts, by id (`database-driver:mysql->sqlite3`):
@@ -171,7 +173,18 @@ pub struct Core {
     pub listed: bool,
     #[serde(default)]
     pub announce_policy: AnnouncePolicy,
+    #[serde(default)]
+    pub tracker_policy: TrackerPolicy,
     pub database: Database,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerPolicy {
+    /// Completed counts in the database: without it the database holds only
+    /// keys and the whitelist, and torrents start from zero after a restart.
+    #[serde(default)]
+    pub persistent_torrent_completed_stat: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +313,19 @@ pub struct Grafana {
     pub domain: Option<String>,
 }
 
+/// Online backups of the tracker's database, taken by the stack on the VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Five cron fields, UTC.
+    pub schedule: String,
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+    pub path: String,
+    #[serde(default = "default_backup_image")]
+    pub image: String,
+}
+
 /// HTTPS through Caddy, with certificates from an ACME CA, for the services
 /// that have a `domain`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,6 +424,12 @@ fn default_grafana_user() -> String {
 }
 fn default_grafana_publish() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+fn default_backup_keep() -> u32 {
+    7
+}
+fn default_backup_image() -> String {
+    "ghcr.io/tracker-gitops/backup:1".into()
 }
 fn default_ca() -> String {
     KNOWN_CAS[0].0.into()
@@ -548,6 +580,7 @@ mod tests {
   },
   "prometheus": {},
   "grafana": { "admin_password": { "secret": "GRAFANA" } },
+  "backup": { "schedule": "17 3 * * *", "path": "/srv/backups" },
   "https": { "email": "ops@example.org" },
   "deploy": { "host": "h", "user": "u", "host_key": "ssh-ed25519 AAAA", "path": "/srv/x" }
 }"#,
@@ -558,6 +591,7 @@ mod tests {
       "private": true,
       "listed": true,
       "announce_policy": {},
+      "tracker_policy": {},
       "database": {
         "driver": "mysql", "database_name": "torrust", "user": "torrust",
         "password": { "secret": "MYSQL_PASSWORD" }

@@ -334,6 +334,9 @@ const RULES: &[Rule] = &[
     interval_min_within_interval,
     mysql_user_not_root,
     external_mysql_settings,
+    backup_schedule,
+    backup_outside_checkout,
+    backup_database,
     pinned_images,
     valid_branch_name,
     possible_acknowledgements,
@@ -557,6 +560,102 @@ fn external_mysql_settings(
     }
 }
 
+/// The schedule is one busybox crond runs.
+fn backup_schedule(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let Some(backup) = &env.backup else { return };
+    if let Some(problem) = super::cron::problem(&backup.schedule) {
+        let pointer = "/backup/schedule";
+        found.push(
+            Diagnostic::error(
+                Code::InvalidSchedule,
+                pointer,
+                document.value_span(pointer),
+                format!("`schedule` is not a cron expression: {problem}"),
+            )
+            .with_hint(
+                "five fields, in UTC: minute hour day-of-month month day-of-week, for example \
+                 \"17 3 * * *\" (03:17 every day)",
+            ),
+        );
+    }
+}
+
+/// Backups live where no deploy removes them: every deploy deletes what the
+/// commit does not hold from `<deploy.path>/checkout`.
+fn backup_outside_checkout(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    let Some(backup) = &env.backup else { return };
+    let components = |path: &str| -> Vec<String> {
+        path.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect()
+    };
+    let mut checkout = components(&env.deploy.path);
+    checkout.push("checkout".into());
+    let path = components(&backup.path);
+    if path.starts_with(&checkout) || checkout.starts_with(&path) {
+        let pointer = "/backup/path";
+        found.push(
+            Diagnostic::error(
+                Code::BackupInCheckout,
+                pointer,
+                document.value_span(pointer),
+                format!(
+                    "backups in `{}` would be deleted by the next deploy: it cleans \
+                     {}/checkout",
+                    backup.path,
+                    env.deploy.path.trim_end_matches('/')
+                ),
+            )
+            .with_hint(format!(
+                "keep them beside the checkout, for example \"{}/backups\", or on another disk",
+                env.deploy.path.trim_end_matches('/')
+            )),
+        );
+    }
+}
+
+/// A MySQL backup is verified by restoring it into a scratch database of the
+/// stack's own server, which takes its root account.
+fn backup_database(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
+    let (Some(_), Database::Mysql(mysql)) = (&env.backup, &env.tracker.core.database) else {
+        return;
+    };
+    let diagnostic = if !mysql.bundled() {
+        let pointer = "/tracker/core/database/host";
+        Diagnostic::error(
+            Code::BackupExternalMysql,
+            "/backup",
+            document.key_span("/backup"),
+            format!(
+                "`backup` takes backups of the stack's own MySQL, not of the external server `{}`",
+                mysql.host
+            ),
+        )
+        .with_hint(format!(
+            "back up the external server where it runs, and remove `backup`; or run MySQL \
+             in the stack (`host` \"mysql\", line {})",
+            line_column(document, pointer).0
+        ))
+    } else if mysql.root_password.is_none() {
+        Diagnostic::error(
+            Code::BackupWithoutRootPassword,
+            "/tracker/core/database",
+            document.key_span("/tracker/core/database"),
+            "a backup of MySQL needs `root_password`: each backup is verified by a restore \
+             into a scratch database",
+        )
+        .with_hint("add \"root_password\": { \"secret\": \"MYSQL_ROOT_PASSWORD\" }")
+    } else {
+        return;
+    };
+    found.push(diagnostic);
+}
+
 /// A warning for every image written with a tag that can move.
 fn pinned_images(env: &EnvironmentFile, document: &Document, found: &mut Vec<Diagnostic>) {
     let mut images = vec![("/tracker/image", env.tracker.image.as_str())];
@@ -570,6 +669,9 @@ fn pinned_images(env: &EnvironmentFile, document: &Document, found: &mut Vec<Dia
     }
     if let Some(grafana) = &env.grafana {
         images.push(("/grafana/image", &grafana.image));
+    }
+    if let Some(backup) = &env.backup {
+        images.push(("/backup/image", &backup.image));
     }
     if let Some(https) = &env.https {
         images.push(("/https/image", &https.image));

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::environment::{Database, Environment, Https, LogLevel, Prometheus};
-use crate::stack::{CONFIG_HASH_LABEL, Stack, caddy, prometheus, tracker};
+use crate::environment::{Backup, Database, Environment, Https, LogLevel, Prometheus};
+use crate::stack::{CONFIG_HASH_LABEL, Stack, backup, caddy, prometheus, tracker};
 
 /// `docker-compose.yml.hbs`.
 #[derive(Serialize)]
@@ -43,6 +43,8 @@ struct Tracker<'a> {
     private: bool,
     interval: u32,
     interval_min: u32,
+    /// Completed counts kept in the database.
+    persistent_torrent_completed_stat: bool,
     database: TrackerDatabase<'a>,
     /// Listener addresses inside the container (`0.0.0.0:<port>`).
     udp: Vec<SocketAddr>,
@@ -117,6 +119,10 @@ impl<'a> TrackerConfig<'a> {
                 private: config.core.private,
                 interval: config.core.announce_policy.interval,
                 interval_min: config.core.announce_policy.interval_min,
+                persistent_torrent_completed_stat: config
+                    .core
+                    .tracker_policy
+                    .persistent_torrent_completed_stat,
                 database: TrackerDatabase {
                     driver: tracker::driver(database),
                     path,
@@ -212,6 +218,67 @@ pub(super) struct GrafanaDashboards<'a> {
 impl<'a> GrafanaDashboards<'a> {
     pub(super) fn new(header: &'a str, path: String) -> Self {
         Self { header, path }
+    }
+}
+
+/// `backup.sh.hbs`.
+#[derive(Serialize)]
+pub(super) struct BackupScript<'a> {
+    header: &'a str,
+    backup: BackupSettings<'a>,
+}
+
+#[derive(Serialize)]
+struct BackupSettings<'a> {
+    /// `sqlite3` or `mysql`.
+    driver: &'static str,
+    keep: u32,
+    /// Inside the container: the backups, the checkout (read-only), crond's directory.
+    backups: &'static str,
+    checkout: &'static str,
+    crontabs: String,
+    /// The SQLite file; null for MySQL.
+    sqlite: Option<String>,
+    /// Only for MySQL.
+    mysql: Option<BackupMysql<'a>>,
+}
+
+#[derive(Serialize)]
+struct BackupMysql<'a> {
+    host: &'a str,
+    port: u16,
+    database: &'a str,
+    /// The root password's secret file.
+    password_file: String,
+}
+
+impl<'a> BackupScript<'a> {
+    pub(super) fn new(header: &'a str, env: &'a Environment, settings: &Backup) -> Self {
+        let database = &env.file.tracker.core.database;
+        let (sqlite, mysql) = match database {
+            Database::Sqlite { database_name } => (Some(backup::sqlite_path(database_name)), None),
+            Database::Mysql(mysql) => (
+                None,
+                Some(BackupMysql {
+                    host: &mysql.host,
+                    port: mysql.port,
+                    database: &mysql.database_name,
+                    password_file: backup::root_password_file(),
+                }),
+            ),
+        };
+        Self {
+            header,
+            backup: BackupSettings {
+                driver: tracker::driver(database),
+                keep: settings.keep,
+                backups: backup::BACKUPS,
+                checkout: backup::CHECKOUT,
+                crontabs: backup::CONFIG_DIR.container_path(backup::CRONTAB_DIR),
+                sqlite,
+                mysql,
+            },
+        }
     }
 }
 

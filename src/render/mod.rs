@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::environment::{ConfigSchema, Database, Environment};
-use crate::stack::{Part, Stack, caddy, grafana, prometheus, tracker};
+use crate::stack::{Part, Stack, URL_ENCODED_PREFIX, backup, caddy, grafana, prometheus, tracker};
 use crate::tree::Tree;
 
 /// The templates shipped in the binary, by name.
@@ -25,6 +25,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "docker-compose.yml.hbs",
         include_str!("../../templates/docker-compose.yml.hbs"),
+    ),
+    (
+        "backup.sh.hbs",
+        include_str!("../../templates/backup.sh.hbs"),
     ),
     (
         "tracker-2.0.0.toml.hbs",
@@ -216,13 +220,21 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
         tracker::CONFIG_DIR.tree_path(tracker::CONFIG_FILE),
         templates.render(tracker_template, &context::TrackerConfig::new(&header, env))?,
     );
-    if let Database::Sqlite { .. } = env.file.tracker.core.database {
+    // The data directory comes from git, the deploy user's, never from
+    // Docker (root's, when it creates a missing bind-mount source): so the
+    // next commit can hold files there, e.g. after a switch to SQLite.
+    let keep = match env.file.tracker.core.database {
         // The SQLite file's directory must exist before the tracker starts.
-        tree.insert(
-            tracker::DATA_DIR.tree_path(&format!("{}/.keep", tracker::SQLITE_DIR)),
-            format!("{header}\n# The tracker's SQLite database lives here, outside git.\n"),
-        );
-    }
+        Database::Sqlite { .. } => "The tracker's SQLite database lives here, outside git.",
+        // Made anyway by the tracker image's entry script, as root.
+        Database::Mysql(_) => {
+            "The tracker's data lives in MySQL; a SQLite database would live here."
+        }
+    };
+    tree.insert(
+        tracker::DATA_DIR.tree_path(&format!("{}/.keep", tracker::SQLITE_DIR)),
+        format!("{header}\n# {keep}\n"),
+    );
     if let Some(p) = &env.file.prometheus {
         tree.insert(
             prometheus::CONFIG_DIR.tree_path(prometheus::CONFIG_FILE),
@@ -257,6 +269,25 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
                 json,
             );
         }
+    }
+    if let Some(backup) = &env.file.backup {
+        tree.insert(
+            backup::CONFIG_DIR.tree_path(backup::SCRIPT_FILE),
+            templates.render(
+                "backup.sh.hbs",
+                &context::BackupScript::new(&header, env, backup),
+            )?,
+        );
+        // busybox crond runs each job with `sh -c`; its output goes to the
+        // container's log.
+        tree.insert(
+            backup::CONFIG_DIR.tree_path(backup::CRONTAB_FILE),
+            format!(
+                "{header}\n{} /bin/sh {} take scheduled >/proc/1/fd/2 2>&1\n",
+                backup.schedule,
+                backup::script()
+            ),
+        );
     }
     if let (Some(https), Some(_)) = (&env.file.https, stack.service(caddy::SERVICE)) {
         tree.insert(
@@ -390,6 +421,9 @@ fn compose_helper(
                         Part::Text(text) => compose_literal(text),
                         Part::Secret(name) => {
                             format!("${{{name}:?secret {name} is not set}}")
+                        }
+                        Part::SecretInUrl(name) => {
+                            format!("${{{URL_ENCODED_PREFIX}{name}:?secret {name} is not set}}")
                         }
                     })
                     .collect::<String>(),

@@ -10,7 +10,7 @@ pub const VOLUME: &str = "mysql_data";
 
 /// Secret names inside the stack.
 const PASSWORD_SECRET: &str = "mysql_password";
-const ROOT_PASSWORD_SECRET: &str = "mysql_root_password";
+pub(super) const ROOT_PASSWORD_SECRET: &str = "mysql_root_password";
 
 pub(super) fn component(env: &Environment) -> Option<Component> {
     let Database::Mysql(mysql) = &env.file.tracker.core.database else {

@@ -9,6 +9,7 @@
 //! them: what changes between two stacks (`change.rs`) and what recreating a
 //! service costs (`cost.rs`).
 
+pub(crate) mod backup;
 pub(crate) mod caddy;
 mod change;
 pub(crate) mod cost;
@@ -121,7 +122,15 @@ pub enum Part {
     Text(String),
     /// Interpolated by compose from the deploy-time environment; never a value.
     Secret(String),
+    /// The same, percent-encoded for the user-information part of a URL: the
+    /// VM exports it as [`URL_ENCODED_PREFIX`]`NAME`, the value being known there only.
+    #[serde(rename = "secret_in_url")]
+    SecretInUrl(String),
 }
+
+/// The prefix of the variables holding percent-encoded secrets (remote.sh
+/// exports them; `TG_` is reserved, so no secret can take such a name).
+pub const URL_ENCODED_PREFIX: &str = "TG_URLENCODED_";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
@@ -146,8 +155,21 @@ pub struct Mount {
     pub source: String,
     pub target: String,
     pub bind: bool,
+    /// How a bind mount is shared; `None`: private to the service (`:Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
+/// A bind mount that is not the service's alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// Read-only, never relabelled.
+    #[serde(rename = "ro")]
+    ReadOnly,
+    /// Written by two services: a shared SELinux label.
+    #[serde(rename = "z")]
+    Shared,
+}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     pub service: String,
@@ -204,10 +226,15 @@ impl Service {
     }
 
     fn bind(&mut self, dir: BindDir) {
+        self.mount(format!("./{}", dir.tree), dir.container, None);
+    }
+
+    fn mount(&mut self, source: impl Into<String>, target: &str, access: Option<Access>) {
         self.volumes.push(Mount {
-            source: format!("./{}", dir.tree),
-            target: dir.container.into(),
+            source: source.into(),
+            target: target.into(),
             bind: true,
+            access,
         });
     }
 
@@ -294,6 +321,7 @@ impl Component {
             source: name.into(),
             target: target.into(),
             bind: false,
+            access: None,
         });
         self.volumes.push(name);
     }
@@ -334,6 +362,7 @@ impl Stack {
             database::component(env),
             prometheus::component(env),
             grafana::component(env),
+            backup::component(env),
             caddy::component(env),
         ]
         .into_iter()

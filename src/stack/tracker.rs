@@ -162,14 +162,14 @@ pub(super) fn component(env: &Environment) -> Component {
 
 /// The variable that hands the MySQL password to the tracker at deploy time.
 fn mysql_password(env: &Environment, mysql: &Mysql) -> EnvVar {
-    let password = Part::Secret(mysql.password.name().into());
     match env.config_schema() {
-        // Schema 2.0.0 takes a URL; the password is spliced in at deploy time.
+        // Schema 2.0.0 takes a URL, which the tracker percent-decodes: the
+        // user is encoded here, the password (spliced in at deploy time) on the VM.
         ConfigSchema::V2 => EnvVar {
             name: "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PATH".into(),
             value: vec![
-                Part::Text(format!("mysql://{}:", mysql.user)),
-                password,
+                Part::Text(format!("mysql://{}:", url_encoded(&mysql.user))),
+                Part::SecretInUrl(mysql.password.name().into()),
                 Part::Text(format!(
                     "@{}:{}/{}",
                     mysql.host, mysql.port, mysql.database_name
@@ -178,7 +178,51 @@ fn mysql_password(env: &Environment, mysql: &Mysql) -> EnvVar {
         },
         ConfigSchema::V3 => EnvVar {
             name: "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PASSWORD".into(),
-            value: vec![password],
+            value: vec![Part::Secret(mysql.password.name().into())],
         },
+    }
+}
+
+/// `text` percent-encoded for a URL's user information: everything but
+/// RFC 3986's unreserved characters.
+fn url_encoded(text: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::test_environment;
+
+    /// Schema 2.0.0's URL: the user encoded at render, the password by the VM.
+    #[test]
+    fn the_mysql_url_encodes_user_and_password() {
+        assert_eq!(
+            url_encoded("a@b/c#d?e%f:g h~-._é"),
+            "a%40b%2Fc%23d%3Fe%25f%3Ag%20h~-._%C3%A9"
+        );
+        let mut env = test_environment("");
+        env.file.tracker.image = "torrust/tracker:3.0.0".into();
+        let Database::Mysql(mysql) = serde_json::from_value(serde_json::json!({
+            "driver": "mysql", "database_name": "db", "user": "u_1",
+            "password": { "secret": "PW" }
+        }))
+        .unwrap() else {
+            unreachable!()
+        };
+        let url = mysql_password(&env, &mysql);
+        assert_eq!(
+            url.value,
+            [
+                Part::Text("mysql://u_1:".into()),
+                Part::SecretInUrl("PW".into()),
+                Part::Text("@mysql:3306/db".into())
+            ]
+        );
     }
 }

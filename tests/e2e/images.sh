@@ -3,13 +3,17 @@
 # registry: FROM scratch plus files copied from this machine (binaries, the
 # shared libraries `ldd` reports, the dynamic loader, a static busybox).
 #
-#   images.sh [all|tracker|prometheus|caddy|pebble]...     (default: all)
+#   images.sh [all|tracker|prometheus|caddy|pebble|mariadb|backup]...  (default: all)
 #
 #   tracker-gitops-e2e/tracker:3.0.0     torrust-tracker 3.0.0 from crates.io
 #                                        (see .ci/install), release-image layout
 #   tracker-gitops-e2e/prometheus:2.42   Debian's prometheus, prom/prometheus layout
 #   tracker-gitops-e2e/caddy:2.6         Debian's caddy, caddy image layout
 #   tracker-gitops-e2e/pebble:2.4        Debian's pebble (ACME test server)
+#   tracker-gitops-e2e/mariadb:10.11     Debian's mariadb-server, the official
+#                                        images' environment (mariadb-entry.sh)
+#   tracker-gitops-e2e/backup:1          the backup service's tools: busybox,
+#                                        flock, sqlite3, mariadb-client
 #
 # Each image carries the label org.tracker-gitops.inputs-hash (sha256 of
 # everything that went in); an image whose label matches is not rebuilt.
@@ -23,6 +27,8 @@ TRACKER_IMAGE=tracker-gitops-e2e/tracker:3.0.0
 PROMETHEUS_IMAGE=tracker-gitops-e2e/prometheus:2.42
 CADDY_IMAGE=tracker-gitops-e2e/caddy:2.6
 PEBBLE_IMAGE=tracker-gitops-e2e/pebble:2.4
+MARIADB_IMAGE=tracker-gitops-e2e/mariadb:10.11
+BACKUP_IMAGE=tracker-gitops-e2e/backup:1
 HASH_LABEL=org.tracker-gitops.inputs-hash
 
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -127,8 +133,14 @@ build_image() {
   fi
 }
 
+# build_staged NAME TAG: tests/e2e/images/NAME.Dockerfile over $STAGE/NAME.
+build_staged() {
+  cp "$HERE/images/$1.Dockerfile" "$STAGE/$1/Dockerfile"
+  build_image "$2" "$STAGE/$1"
+}
+
 build_tracker() {
-  local ctx="$STAGE/tracker" rootfs="$STAGE/tracker/rootfs" b
+  local rootfs="$STAGE/tracker/rootfs" b
   mkdir -p "$rootfs"
   for b in torrust-tracker http_health_check udp_tracker_client http_tracker_client tracker_checker; do
     [[ -x "$TRACKER_BIN_DIR/$b" ]] \
@@ -138,12 +150,11 @@ build_tracker() {
   add_busybox "$rootfs"
   add_etc "$rootfs"
   install -D -m 0555 "$HERE/images/tracker-entry.sh" "$rootfs/usr/local/bin/entry.sh"
-  cp "$HERE/images/tracker.Dockerfile" "$ctx/Dockerfile"
-  build_image "$TRACKER_IMAGE" "$ctx"
+  build_staged tracker "$TRACKER_IMAGE"
 }
 
 build_prometheus() {
-  local ctx="$STAGE/prometheus" rootfs="$STAGE/prometheus/rootfs" d
+  local rootfs="$STAGE/prometheus/rootfs" d
   mkdir -p "$rootfs"
   add_elf "$rootfs" /usr/bin/prometheus /bin/prometheus
   add_elf "$rootfs" /usr/bin/promtool /bin/promtool
@@ -159,20 +170,48 @@ build_prometheus() {
       cp -rL "/etc/prometheus/$d/." "$rootfs/usr/share/prometheus/$d/"
     fi
   done
-  cp "$HERE/images/prometheus.Dockerfile" "$ctx/Dockerfile"
-  build_image "$PROMETHEUS_IMAGE" "$ctx"
+  build_staged prometheus "$PROMETHEUS_IMAGE"
+}
+
+build_mariadb() {
+  local rootfs="$STAGE/mariadb/rootfs" b
+  mkdir -p "$rootfs"
+  add_elf "$rootfs" /usr/sbin/mariadbd /usr/sbin/mariadbd
+  for b in mariadb mariadb-admin my_print_defaults resolveip; do
+    add_elf "$rootfs" "/usr/bin/$b" "/usr/bin/$b"
+  done
+  ln -s mariadb-admin "$rootfs/usr/bin/mysqladmin"
+  # A shell script (/bin/sh: busybox here) with the SQL it loads.
+  install -D -m 0755 /usr/bin/mariadb-install-db "$rootfs/usr/bin/mariadb-install-db"
+  mkdir -p "$rootfs/usr/share"
+  cp -r /usr/share/mysql "$rootfs/usr/share/mysql"
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  install -D -m 0644 "$HERE/images/mariadb.cnf" "$rootfs/etc/mysql/my.cnf"
+  install -D -m 0555 "$HERE/images/mariadb-entry.sh" "$rootfs/usr/local/bin/entry.sh"
+  build_staged mariadb "$MARIADB_IMAGE"
+}
+
+build_backup() {
+  local rootfs="$STAGE/backup/rootfs" b
+  mkdir -p "$rootfs"
+  for b in sqlite3 mariadb mariadb-dump flock; do
+    add_elf "$rootfs" "/usr/bin/$b" "/usr/bin/$b"
+  done
+  add_busybox "$rootfs"
+  add_etc "$rootfs"
+  build_staged backup "$BACKUP_IMAGE"
 }
 
 # build_program NAME TAG: Debian's /usr/bin/NAME with busybox, from
 # images/NAME.Dockerfile.
 build_program() {
-  local name=$1 tag=$2 ctx="$STAGE/$1" rootfs="$STAGE/$1/rootfs"
+  local name=$1 tag=$2 rootfs="$STAGE/$1/rootfs"
   mkdir -p "$rootfs"
   add_elf "$rootfs" "/usr/bin/$name" "/usr/bin/$name"
   add_busybox "$rootfs"
   add_etc "$rootfs"
-  cp "$HERE/images/$name.Dockerfile" "$ctx/Dockerfile"
-  build_image "$tag" "$ctx"
+  build_staged "$name" "$tag"
 }
 
 command -v docker >/dev/null || die "docker not found"
@@ -185,11 +224,15 @@ for t in "${targets[@]}"; do
       build_prometheus
       build_program caddy "$CADDY_IMAGE"
       build_program pebble "$PEBBLE_IMAGE"
+      build_mariadb
+      build_backup
       ;;
     tracker) build_tracker ;;
     prometheus) build_prometheus ;;
     caddy) build_program caddy "$CADDY_IMAGE" ;;
     pebble) build_program pebble "$PEBBLE_IMAGE" ;;
-    *) die "unknown image '$t' (all|tracker|prometheus|caddy|pebble)" ;;
+    mariadb) build_mariadb ;;
+    backup) build_backup ;;
+    *) die "unknown image '$t' (all|tracker|prometheus|caddy|pebble|mariadb|backup)" ;;
   esac
 done

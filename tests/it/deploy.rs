@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::harness::{Project, Run, repo_root, tracker_bin_dir};
 
-const PROJECT: &str = "tracker-e2e";
-const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
+pub(crate) const PROJECT: &str = "tracker-e2e";
+pub(crate) const INFOHASH: &str = "9c38422213e30bff212b30c360d26f9a02136422";
 
 fn e2e_script(name: &str) -> PathBuf {
     repo_root().join("tests/e2e").join(name)
@@ -29,7 +29,7 @@ pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .unwrap()
@@ -136,7 +136,7 @@ pub(crate) fn environment(vm: &Vm, interval: u32) -> serde_json::Value {
 
 /// Everything the binary printed, to search for the token at the end.
 #[derive(Default)]
-struct Transcript(std::sync::Mutex<String>);
+pub(crate) struct Transcript(std::sync::Mutex<String>);
 
 impl Transcript {
     fn keep(&self, run: Run) -> Run {
@@ -152,6 +152,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) token: String,
     /// The admin token's value under its other name, `TRACKER_API_TOKEN`.
     renamed_token: String,
+    /// More secrets, by name.
+    pub(crate) secrets: Vec<(&'static str, String)>,
     key: String,
     log: Transcript,
 }
@@ -176,6 +178,7 @@ impl<'a> Ctx<'a> {
             project,
             token: format!("e2e-token-{}", random_hex()),
             renamed_token: format!("e2e-renamed-{}", random_hex()),
+            secrets: Vec::new(),
             key: std::fs::read_to_string(vm.var("VM_KEY")).unwrap(),
             log: Transcript::default(),
         }
@@ -197,11 +200,13 @@ impl<'a> Ctx<'a> {
         );
         commit
     }
-    fn run(&self, args: &[&str]) -> Run {
+
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut command = self.project.command(args);
         command
             .env("TRACKER_ADMIN_TOKEN", &self.token)
-            .env("TRACKER_API_TOKEN", &self.renamed_token);
+            .env("TRACKER_API_TOKEN", &self.renamed_token)
+            .envs(self.secrets.iter().map(|(name, value)| (name, value)));
         self.run_command(command)
     }
 
@@ -219,7 +224,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Render, commit, publish; returns the new deploy-branch tip.
-    fn publish(&self, message: &str, templates: Option<&str>) -> String {
+    pub(crate) fn publish(&self, message: &str, templates: Option<&str>) -> String {
         let overrides: Vec<&str> = templates
             .map(|dir| vec!["--templates", dir])
             .unwrap_or_default();
@@ -236,7 +241,7 @@ impl<'a> Ctx<'a> {
             .to_string()
     }
 
-    fn deploy(&self) -> Run {
+    pub(crate) fn deploy(&self) -> Run {
         self.deploy_with(&[])
     }
 
@@ -266,7 +271,7 @@ pub(crate) fn container(service: &str) -> String {
 
 /// Docker's verdict on the tracker: the deploy's gate probes a new container
 /// before Docker's first healthcheck tick, which may still be due.
-fn tracker_health() -> String {
+pub(crate) fn tracker_health() -> String {
     let id = container("tracker");
     let start = std::time::Instant::now();
     loop {
@@ -284,12 +289,21 @@ fn tracker_health() -> String {
 }
 
 /// Status code and body of a plain HTTP/1.0 GET.
-fn http_get(address: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(address: &str, path: &str) -> (u16, String) {
+    http_request("GET", address, path)
+}
+
+/// Status code and body of a plain HTTP/1.0 request without a body.
+pub(crate) fn http_request(method: &str, address: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let code = response

@@ -3,6 +3,7 @@
 
 mod action;
 mod dashboards;
+mod data;
 mod deploy;
 mod github;
 mod harness;

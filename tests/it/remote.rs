@@ -9,7 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tracker_gitops::deploy::{self, Caller, MARKER, Outcome, Request, SecretSource, Secrets, Step};
+use tracker_gitops::deploy::{
+    self, Caller, DataOp, DataOutcome, DataRequest, MARKER, Outcome, Request, SecretSource,
+    Secrets, Step,
+};
 
 use crate::harness::repo_root;
 
@@ -248,18 +251,18 @@ impl Ran {
     /// Asserts the result marker, and that the exit code is the result's.
     fn expect(self, outcome: Outcome, sha: &str) -> Self {
         let marker = format!("{MARKER}result {} {sha}", outcome.word());
+        self.expect_marker(&marker, outcome.code())
+    }
+
+    /// Asserts the marker line, and the exit code.
+    fn expect_marker(self, marker: &str, code: i32) -> Self {
         assert!(
             self.stdout().lines().any(|l| l == marker),
             "expected `{marker}`\nstdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
-        assert_eq!(
-            self.0.status.code(),
-            Some(outcome.code()),
-            "{}",
-            self.stderr()
-        );
+        assert_eq!(self.0.status.code(), Some(code), "{}", self.stderr());
         self
     }
 
@@ -759,4 +762,190 @@ fn remote_without_a_prelude_does_nothing() {
     assert_eq!(ran.0.status.code(), Some(2));
     assert!(ran.stderr().contains("no protocol prelude"));
     assert!(!vm.root().exists());
+}
+
+impl Vm {
+    /// A data op's script, as the CLI sends it.
+    fn data(&self, op: DataOp, lock_wait: u64) -> Ran {
+        let root = self.root();
+        let request = DataRequest {
+            root: root.to_str().unwrap(),
+            caller: &self.caller,
+            lock_wait: Duration::from_secs(lock_wait),
+            health_url: "http://127.0.0.1:1313/health_check",
+        };
+        self.run(op.word(), &request.script(op))
+    }
+}
+
+impl Ran {
+    /// Asserts a data op's `done` marker and exit code.
+    fn done(self, outcome: DataOutcome) -> Self {
+        let marker = format!("{MARKER}done {}", outcome.word());
+        self.expect_marker(&marker, outcome.code())
+    }
+}
+
+fn restore(backup: &str) -> DataOp<'_> {
+    DataOp::Restore {
+        backup,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// A deployed stack with a backup service, whose compose file needs the
+/// secret and its URL-encoded form.
+fn deployed_with_backups(vm: &Vm, backup: &str) -> String {
+    let stack = format!(
+        "# stub services: tracker backup\n# stub needs: TOKEN TG_URLENCODED_TOKEN\n\
+         # stub up: ok\n# stub health: healthy\n# stub backup: {backup}\n"
+    );
+    let c1 = vm.commit(&stack);
+    vm.deploy(&c1, &secrets(&[("TOKEN", "p@ss/w#rd?%&:é x")]))
+        .expect(Outcome::Deployed, &c1);
+    c1
+}
+
+/// The VM percent-encodes each secret for URLs (the tracker's MySQL URL):
+/// compose gets both forms.
+#[test]
+fn remote_secrets_are_also_exported_url_encoded() {
+    let vm = Vm::new();
+    deployed_with_backups(&vm, "ok");
+    assert_eq!(
+        vm.read("state/env"),
+        "TOKEN=p@ss/w#rd?%&:é x\nTG_URLENCODED_TOKEN=p%40ss%2Fw%23rd%3F%25%26%3A%C3%A9%20x\n"
+    );
+}
+
+/// backup, backups and restore run on the deployed stack with its stored
+/// secrets; backup and restore are audited, and a restore stops only the
+/// tracker, around the swap.
+#[test]
+fn remote_backup_list_and_restore() {
+    let vm = Vm::new();
+    let c1 = deployed_with_backups(&vm, "ok");
+    let ran = vm.data(DataOp::Backup, 1).done(DataOutcome::BackedUp);
+    assert_eq!(
+        ran.steps(),
+        [Step::Lock, Step::Dump, Step::Verify, Step::Prune]
+    );
+    let name = "20250101T000000Z";
+    assert!(
+        ran.stdout()
+            .contains(&format!("{MARKER}backup {name} {c1} sqlite3 "))
+    );
+    let ran = vm.data(DataOp::List, 1).done(DataOutcome::Listed);
+    assert!(ran.stdout().contains(&format!("{MARKER}backup {name} ")));
+    let calls_before = vm.read("state/calls").lines().count();
+    let ran = vm.data(restore(name), 1).done(DataOutcome::Restored);
+    assert_eq!(
+        ran.steps(),
+        [
+            Step::Lock,
+            Step::Stop,
+            Step::Restore,
+            Step::Start,
+            Step::Health
+        ]
+    );
+    assert!(
+        ran.stdout()
+            .contains(&format!("{MARKER}restored {name} keys=0,torrents=1"))
+    );
+    let calls: Vec<String> = vm
+        .read("state/calls")
+        .lines()
+        .skip(calls_before)
+        .filter(|c| c.contains("stop") || c.contains("start") || c.contains(" restore "))
+        .map(|c| c.split(" /bin/sh ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "compose stop tracker",
+            "compose exec -T backup",
+            "compose start tracker"
+        ]
+    );
+    let audit = audit_lines(&vm);
+    assert!(
+        audit[1].contains(&format!(
+            "commit={c1} result=backed-up op=backup backup={name} by=tester"
+        )),
+        "{audit:?}"
+    );
+    assert!(
+        audit[2].contains(&format!("result=restored op=restore backup={name} ")),
+        "{audit:?}"
+    );
+    assert_eq!(audit.len(), 3, "listing is not audited: {audit:?}");
+    assert!(vm.lock_is_free());
+}
+
+/// A backup that does not verify, and a restore that fails, are failures;
+/// after the latter the tracker runs again.
+#[test]
+fn remote_failed_backup_and_restore() {
+    let vm = Vm::new();
+    deployed_with_backups(&vm, "fail");
+    let ran = vm.data(DataOp::Backup, 1).done(DataOutcome::Failed);
+    assert!(
+        ran.stderr().contains("verification failed"),
+        "{}",
+        ran.stderr()
+    );
+    std::fs::write(
+        vm.path("state/backups"),
+        "20250101T000000Z x sqlite3 1 torrents=1\n",
+    )
+    .unwrap();
+    vm.data(restore("20250101T000000Z"), 1)
+        .done(DataOutcome::Failed);
+    assert!(vm.read("state/running").contains("tracker running "));
+    assert!(
+        audit_lines(&vm)
+            .last()
+            .unwrap()
+            .contains("result=failed op=restore")
+    );
+}
+
+/// Refused before anything is stopped: an unknown backup, a bad name, nothing
+/// deployed, no backup service; lock-busy while a deploy holds the lock.
+#[test]
+fn remote_data_ops_refused_or_busy() {
+    let vm = Vm::new();
+    vm.data(DataOp::Backup, 1).done(DataOutcome::Refused);
+    let c1 = vm.commit(&compose("TOKEN", "ok", "healthy"));
+    vm.deploy(&c1, &secrets(&[("TOKEN", "a")]))
+        .expect(Outcome::Deployed, &c1);
+    let ran = vm.data(DataOp::Backup, 1).done(DataOutcome::Refused);
+    assert!(
+        ran.stderr().contains("runs no backup service"),
+        "{}",
+        ran.stderr()
+    );
+
+    let vm = Vm::new();
+    deployed_with_backups(&vm, "ok");
+    let ran = vm
+        .data(restore("20990101T000000Z"), 1)
+        .done(DataOutcome::Refused);
+    assert!(
+        ran.stderr().contains("no backup 20990101T000000Z"),
+        "{}",
+        ran.stderr()
+    );
+    vm.data(restore("../../etc"), 1).done(DataOutcome::Refused);
+    assert!(!vm.read("state/calls").contains("stop tracker"));
+
+    let mut holder = Command::new("flock")
+        .arg(vm.root().join("deploy.lock"))
+        .args(["sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    vm.data(DataOp::Backup, 1).done(DataOutcome::LockBusy);
+    holder.wait().unwrap();
 }

@@ -745,6 +745,8 @@ mod properties {
         "/grafana/admin_user",
         "/grafana/domain",
         "/grafana/image",
+        "/backup/schedule",
+        "/backup/path",
         "/https/email",
         "/https/ca",
         "/tracker/http_trackers/0/domain",
@@ -809,7 +811,7 @@ mod properties {
             prop_assert_eq!(top, ["name", "services", "networks", "volumes", "secrets"].into_iter().collect::<BTreeSet<_>>());
             let services = compose["services"].as_mapping().unwrap();
             let names: BTreeSet<_> = services.keys().map(|k| k.as_str().unwrap()).collect();
-            prop_assert_eq!(names, ["tracker", "prometheus", "grafana", "caddy"].into_iter().collect::<BTreeSet<_>>());
+            prop_assert_eq!(names, ["tracker", "prometheus", "grafana", "backup", "caddy"].into_iter().collect::<BTreeSet<_>>());
             for (_, service) in services {
                 for key in service.as_mapping().unwrap().keys() {
                     prop_assert!(service_keys().contains(key.as_str().unwrap()), "{key:?}");
