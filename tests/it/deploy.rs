@@ -722,7 +722,7 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
 
 /// What a refused deploy must leave as it was: the deployed record, the
 /// audit log, the checkout's commit and the containers.
-fn vm_state(vm: &Vm) -> (String, String, String, Vec<String>) {
+pub(crate) fn vm_state(vm: &Vm) -> (String, String, String, Vec<String>) {
     let root = Path::new(&vm.root);
     let head = sh(
         "git",
