@@ -484,7 +484,14 @@ fn compose_accepts_every_example_with_the_expected_services() {
     let expected = [
         (
             "production",
-            vec!["caddy", "grafana", "mysql", "prometheus", "tracker"],
+            vec![
+                "backup",
+                "caddy",
+                "grafana",
+                "mysql",
+                "prometheus",
+                "tracker",
+            ],
         ),
         ("stable", vec!["tracker"]),
         ("staging", vec!["prometheus", "tracker"]),
