@@ -7,12 +7,17 @@
 //! with itself and the environment, (c) hold exactly `<out>/<env>` of its
 //! source commit plus the provenance file (modes and entry types included),
 //! and (d) have that source commit on the tracked branch.
+//!
+//! The fetched deploy branch stays open with the result, so that the stack
+//! another commit of it recorded (the one the VM runs) can be read from it.
 
 use git2::{Commit, Oid, Repository};
 
 use crate::diagnostic::display_text;
 use crate::git;
 use crate::publish::{ENVIRONMENT_TRAILER, Provenance, SOURCE_COMMIT_TRAILER, SOURCE_FILE};
+use crate::render::STACK_FILE;
+use crate::stack::Stack;
 
 /// Where the deploy branch and the tracked branch are fetched to in the scratch repository.
 const FETCHED: &str = "refs/tracker-gitops/";
@@ -72,6 +77,17 @@ pub enum Error {
         source_commit: String,
         differences: String,
     },
+    #[error(
+        "the VM runs {commit}, which is not on {branch}: cannot tell what deploying would do to its data \
+         (was the branch rewritten?)"
+    )]
+    DeployedElsewhere { commit: String, branch: String },
+    #[error("{commit} of {branch} has no readable {STACK_FILE}: {problem}")]
+    NoStack {
+        commit: String,
+        branch: String,
+        problem: String,
+    },
 }
 
 impl From<git2::Error> for Error {
@@ -98,26 +114,66 @@ pub struct Request<'a> {
     pub output: &'a str,
 }
 
-/// A commit that passed: it, its source commit and the branch that source is on.
-#[derive(Debug, Clone)]
+/// A commit that passed: it, its source commit and the branch that source is
+/// on; and the fetched branches, to read other commits' stacks from.
 pub struct Verified {
     pub commit: String,
     pub source_commit: String,
     pub source_branch: String,
+    fetched: Fetched,
+    /// The deploy branch, for messages.
+    branch: String,
+}
+
+impl Verified {
+    /// The stack recorded in `commit`, which must be on the deploy branch
+    /// (as the commit the VM runs is, unless the branch was rewritten).
+    /// `None`: recorded by a tracker-gitops older than the stack file.
+    pub fn stack_at(&self, commit: &str) -> Result<Option<Stack>, Error> {
+        let repo = &self.fetched.repo;
+        let branch = || self.branch.clone();
+        let found = git::parse_oid(commit).and_then(|id| repo.find_commit(id).ok());
+        let commit = match found {
+            Some(c) if git::is_on(repo, c.id(), self.fetched.deploy_tip)? => c,
+            _ => {
+                return Err(Error::DeployedElsewhere {
+                    commit: commit.to_string(),
+                    branch: branch(),
+                });
+            }
+        };
+        let tree = commit.tree()?;
+        let Some(entry) = git::regular_file(&tree, STACK_FILE) else {
+            return Ok(None);
+        };
+        let blob = repo.find_blob(entry.id())?;
+        crate::render::read_stack(blob.content())
+            .map(Some)
+            .map_err(|e| Error::NoStack {
+                commit: commit.id().to_string(),
+                branch: branch(),
+                problem: e.to_string(),
+            })
+    }
 }
 
 /// Fetches the deploy branch and the tracked branch of `request.repository`
 /// and checks the commit to deploy; see the module documentation.
 pub fn verify(request: &Request) -> Result<Verified, Error> {
     let fetched = fetch(request)?;
-    let commit = on_deploy_branch(&fetched, request)?;
-    let source = provenance(&fetched.repo, &commit, request)?;
-    source_is_reviewed(&fetched, &commit, source, request)?;
-    tree_is_the_render(&fetched.repo, &commit, source, request)?;
+    let (commit, source) = {
+        let commit = on_deploy_branch(&fetched, request)?;
+        let source = provenance(&fetched.repo, &commit, request)?;
+        source_is_reviewed(&fetched, &commit, source, request)?;
+        tree_is_the_render(&fetched.repo, &commit, source, request)?;
+        (commit.id().to_string(), source.to_string())
+    };
     Ok(Verified {
-        commit: commit.id().to_string(),
-        source_commit: source.to_string(),
+        commit,
+        source_commit: source,
         source_branch: fetched.tracked.clone(),
+        fetched,
+        branch: request.branch.to_string(),
     })
 }
 

@@ -53,6 +53,17 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         &mut progress,
     )?;
     let connection = vm::connect(&args.target, &env)?;
+    let deployed = deploy::deployed(&connection, &env.file.deploy.path)?.current;
+    // Deploying the running commit again (a re-run) changes no data.
+    if deployed.as_deref() != Some(verified.commit.as_str()) {
+        let check = vm::check_data_loss(
+            &verified,
+            deployed.as_deref(),
+            None,
+            vm::Acknowledge::InFile(&env),
+        )?;
+        vm::before_data_loss(&env, &connection, &check, &mut progress)?;
+    }
     let run = Run {
         env: &env,
         source: &source,
@@ -60,6 +71,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         rollout: &args.rollout,
         allow_downgrade: args.allow_downgrade,
         format,
+        expect: Some(deployed.as_deref()),
     };
     run.on(&connection, deploy::SecretSource::Sent(&secrets))
 }
@@ -72,6 +84,9 @@ pub struct Run<'a> {
     pub rollout: &'a Rollout,
     pub allow_downgrade: bool,
     pub format: Format,
+    /// The commit the VM must still run (`Some(None)`: none), as the data
+    /// check saw it.
+    pub expect: Option<Option<&'a str>>,
 }
 
 /// The JSON object of a deploy or rollback that ran on the VM.
@@ -134,6 +149,7 @@ impl Run<'_> {
             keep: &stack::DATA_DIRS,
             caller: &caller,
             lock_wait: deploy::LOCK_WAIT,
+            expect: self.expect,
         };
         let mut progress = json::progress(self.format);
         let report = deploy::deploy(connection, secrets, &request, &mut progress)?;

@@ -21,6 +21,11 @@ pub struct Args {
     checks: Checks,
     #[command(flatten)]
     rollout: Rollout,
+    /// Go back across a change that loses data: its id as the refusal names
+    /// it (repeat for each). The commit rolled back to cannot acknowledge
+    /// it: it was reviewed for the way forward.
+    #[arg(long, value_name = "ID")]
+    acknowledge_data_loss: Vec<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -49,20 +54,24 @@ pub fn run(args: &Args) -> Result<Conclusion> {
             &mut json::progress(format),
         )
     };
-    let (verified, connection) = match &args.to {
-        Some(commit) => (verify(commit)?, vm::connect(target, &env)?),
-        None => {
-            let connection = vm::connect(target, &env)?;
-            let previous =
-                deploy::previous(&connection, &env.file.deploy.path)?.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "nothing to roll back to: the VM keeps no older deployed commit \
-                         with its secrets"
-                    )
-                })?;
-            (verify(&previous)?, connection)
-        }
+    let early = args.to.as_deref().map(verify).transpose()?;
+    let connection = vm::connect(target, &env)?;
+    let deployed = deploy::deployed(&connection, &env.file.deploy.path)?;
+    let verified = match early {
+        Some(verified) => verified,
+        None => verify(deployed.previous.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "nothing to roll back to: the VM keeps no older deployed commit with its secrets"
+            )
+        })?)?,
     };
+    let check = vm::check_data_loss(
+        &verified,
+        deployed.current.as_deref(),
+        Some(&args.acknowledge_data_loss),
+        vm::Acknowledge::Flag,
+    )?;
+    vm::before_data_loss(&env, &connection, &check, &mut json::progress(format))?;
     eprintln!("rolling back {} to {}", env.name, verified.commit);
     let run = Run {
         env: &env,
@@ -71,6 +80,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         rollout: &args.rollout,
         allow_downgrade: true,
         format,
+        expect: Some(deployed.current.as_deref()),
     };
     run.on(&connection, deploy::SecretSource::Stored)
 }

@@ -1,7 +1,8 @@
 //! What `deploy`, `rollback`, `status`, `backup` and `restore` share: the
 //! target environment, loaded and valid, the SSH connection to its VM, the
-//! checks a commit passes before the VM is touched, and how a data op runs
-//! and reports.
+//! checks a commit passes before the VM is touched (it is publish's work from
+//! a reviewed source, and it loses no data that is not acknowledged), and how
+//! a data op runs and reports.
 
 use std::io::Write;
 
@@ -13,7 +14,8 @@ use super::{Conclusion, Invalid, NotDone, json, load};
 use crate::deploy;
 use crate::environment::{self, Environment};
 use crate::git;
-use crate::verify;
+use crate::stack::loss::Gate;
+use crate::verify::{self, Verified};
 
 /// Loads and validates the target's environment, against all the others too;
 /// invalid → [`Invalid`]. One whose VM settings are still placeholders is
@@ -74,7 +76,7 @@ pub fn verify(
     source: &Source,
     commit: Option<&str>,
     progress: &mut dyn Write,
-) -> Result<verify::Verified> {
+) -> Result<Verified> {
     // Paths inside the repository, as publish recorded them.
     let repo = git::repository()?;
     let in_repo = |path: &std::path::Path| git::repo_path(&repo, path);
@@ -94,6 +96,155 @@ pub fn verify(
     )?;
     // The VM checks out exactly the verified commit.
     Ok(verified)
+}
+
+/// How a refused data loss is acknowledged, for the refusal's hint.
+pub enum Acknowledge<'a> {
+    /// In the environment file (a deploy): reviewed in a pull request.
+    InFile(&'a Environment),
+    /// With `--acknowledge-data-loss ID` (a rollback).
+    Flag,
+}
+
+/// Compares the stack of the verified commit with the one the VM runs
+/// (`deployed`; `None`: nothing yet) and refuses, before the VM is touched, a
+/// loss of data not acknowledged, or an acknowledgement of a loss that this
+/// deploy does not make. The acknowledged losses are printed, loudly.
+pub fn check_data_loss(
+    verified: &Verified,
+    deployed: Option<&str>,
+    acknowledged: Option<&[String]>,
+    how: Acknowledge,
+) -> Result<DataCheck> {
+    let new = verified.stack_at(&verified.commit)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "refusing to deploy {}: it has no stack record (published by an older \
+             tracker-gitops), so what it does to the data cannot be checked; publish it again",
+            verified.commit
+        )
+    })?;
+    let old = match deployed {
+        Some(commit) => verified.stack_at(commit)?,
+        None => None,
+    };
+    if deployed.is_some() && old.is_none() {
+        eprintln!(
+            "warning: the running commit has no stack record (rendered by an older \
+             tracker-gitops): its data cannot be compared"
+        );
+    }
+    let acknowledged = acknowledged.unwrap_or(&new.acknowledged_data_loss);
+    let gate = Gate::between(old.as_ref(), &new, acknowledged);
+    let commit = &verified.commit;
+    for checked in &gate.losses {
+        let loss = &checked.loss;
+        let state = if checked.acknowledged {
+            "acknowledged"
+        } else {
+            "NOT acknowledged"
+        };
+        eprintln!(
+            "DATA LOSS ({state}) [{}]: {}\n  -> {}",
+            loss.id, loss.change, loss.consequence
+        );
+    }
+    let quoted = |ids: Vec<&String>| {
+        ids.iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let who = match how {
+        Acknowledge::InFile(env) => crate::diagnostic::display_path(&env.path),
+        Acknowledge::Flag => "the command line".into(),
+    };
+    let missing: Vec<_> = gate.unacknowledged().map(|l| &l.id).collect();
+    if !missing.is_empty() {
+        let hint = match how {
+            Acknowledge::InFile(_) => format!(
+                "add to {who}, in a reviewed pull request: \"acknowledge_data_loss\": [{}]",
+                quoted(missing)
+            ),
+            Acknowledge::Flag => missing
+                .iter()
+                .map(|id| format!("--acknowledge-data-loss '{id}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        anyhow::bail!(
+            "refusing to deploy {commit}: it loses data that {who} does not acknowledge \
+             (above); nothing was changed on the VM. To deploy it anyway: {hint}"
+        );
+    }
+    if !gate.stale.is_empty() {
+        anyhow::bail!(
+            "refusing to deploy {commit}: {who} acknowledges data losses this deploy does not \
+             make: {}; nothing was changed on the VM. Remove them: an acknowledgement left in \
+             would accept the same loss again later, unseen",
+            quoted(gate.stale.iter().collect())
+        );
+    }
+    let can_back_up = old
+        .as_ref()
+        .is_some_and(|old| old.service(crate::stack::backup::SERVICE).is_some());
+    Ok(DataCheck { gate, can_back_up })
+}
+
+/// What [`check_data_loss`] found.
+pub struct DataCheck {
+    pub gate: Gate,
+    /// The running stack has the backup service, which can take a backup now.
+    pub can_back_up: bool,
+}
+
+/// Before a deploy that loses acknowledged data: a verified backup of the
+/// running stack's database, when it has the backup service (its
+/// environment had a `backup` section); a backup that fails stops the
+/// deploy before it changes anything. Without the service, a warning.
+pub fn before_data_loss(
+    env: &Environment,
+    connection: &deploy::Connection,
+    check: &DataCheck,
+    progress: &mut dyn Write,
+) -> Result<()> {
+    if check.gate.losses.is_empty() {
+        return Ok(());
+    }
+    if !check.can_back_up {
+        eprintln!(
+            "warning: no backup before this loss: the stack {} runs has no backup service \
+             (no `backup` section when it was deployed)",
+            env.name
+        );
+        return Ok(());
+    }
+    eprintln!("taking a backup of {} before the data loss", env.name);
+    let caller = deploy::Caller::from_env(|name| std::env::var(name).ok());
+    let health_url = crate::stack::tracker_health_url(env);
+    let request = deploy::DataRequest {
+        root: &env.file.deploy.path,
+        caller: &caller,
+        lock_wait: deploy::LOCK_WAIT,
+        health_url: &health_url,
+    };
+    let report = deploy::backup(connection, &request, progress)?;
+    match (report.outcome, report.backups.first()) {
+        (deploy::DataOutcome::BackedUp, Some(backup)) => {
+            eprintln!(
+                "backed up {} of {}: {} database, rows {} (verified)",
+                backup.name,
+                env.name,
+                backup.driver,
+                deploy::rows_text(&backup.rows)
+            );
+            Ok(())
+        }
+        (outcome, _) => anyhow::bail!(
+            "refusing to deploy: the backup before the data loss ended `{}`; nothing was \
+             deployed",
+            outcome.word()
+        ),
+    }
 }
 
 /// Runs a data op (backup, backups, restore) on the target's VM: its steps

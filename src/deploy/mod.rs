@@ -231,6 +231,9 @@ pub struct Request<'a> {
     pub caller: &'a Caller,
     /// How long to wait for another deploy's lock.
     pub lock_wait: Duration,
+    /// The commit the VM must still run when the deploy takes its lock
+    /// (`Some(None)`: none), because the change was checked against it.
+    pub expect: Option<Option<&'a str>>,
 }
 
 /// Where the deployed commit's secrets come from.
@@ -286,6 +289,7 @@ impl Request<'_> {
             .set("actor", &self.caller.actor)
             .set("run", &self.caller.run)
             .set("lock_wait", &self.lock_wait.as_secs().to_string())
+            .set("expect", self.expect.map_or("-", |e| e.unwrap_or("none")))
             .script()
     }
 }
@@ -438,24 +442,36 @@ fn op_output(
         })
 }
 
-/// The request of `previous`.
-pub fn previous_prelude(root: &str) -> Prelude {
+/// The request of `deployed`.
+pub fn deployed_prelude(root: &str) -> Prelude {
     Prelude::new().set("root", root)
 }
 
-/// The commit a rollback goes back to: the newest deployed before the running
-/// one that is older than it and whose secrets the VM keeps. `None`: there is
-/// none.
-pub fn previous(connection: &Connection, root: &str) -> Result<Option<String>, Error> {
-    let output = op_output(connection, "previous", previous_prelude(root))?;
+/// What the VM runs, as `deployed` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    /// The running commit; `None` before the first deploy.
+    pub current: Option<String>,
+    /// The commit a rollback goes back to: the newest deployed before the
+    /// running one that is older than it and whose secrets the VM keeps.
+    pub previous: Option<String>,
+}
+
+/// Asks the VM what it runs; changes nothing there.
+pub fn deployed(connection: &Connection, root: &str) -> Result<Deployed, Error> {
+    let output = op_output(connection, "deployed", deployed_prelude(root))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let answer = stdout
-        .lines()
-        .filter_map(|line| line.strip_prefix(MARKER)?.strip_prefix("previous "))
-        .next_back();
-    match answer {
-        Some("none") if output.status.success() => Ok(None),
-        Some(sha) if output.status.success() => Ok(Some(sha.to_string())),
+    let answer = |key: &str| {
+        stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(MARKER)?.strip_prefix(key))
+            .next_back()
+            .map(|sha| (sha != "none").then(|| sha.to_string()))
+    };
+    match (answer("deployed "), answer("previous ")) {
+        (Some(current), Some(previous)) if output.status.success() => {
+            Ok(Deployed { current, previous })
+        }
         _ => Err(ended(connection, output.status)),
     }
 }

@@ -12,8 +12,9 @@
 #             (everything else, docker compose's output included, goes to
 #             stderr) and exits with the result's code.
 #   status    prints a report and exits with its verdict's code.
-#   previous  prints `@@tracker-gitops previous <sha|none>`: the commit a
-#             rollback goes back to.
+#   deployed  prints `@@tracker-gitops deployed <sha|none>`, the running
+#             commit, then `@@tracker-gitops previous <sha|none>`: the commit
+#             a rollback goes back to. Changes nothing.
 #   backup    one backup now, by the stack's backup service; restore
 #   backups   lists them; restore puts one back, stopping only the tracker.
 #             They print step markers (the service's own too), its
@@ -39,7 +40,7 @@ declare -A tg_results tg_verdicts tg_data_results tg_reserved_names
 declare -a tg_reserved_prefixes
 declare tg_req_root tg_req_repository tg_req_branch tg_req_commit tg_req_pull \
   tg_req_timeout tg_req_health_url tg_req_allow_downgrade tg_req_stored_secrets \
-  tg_req_secrets tg_req_keep tg_req_actor tg_req_run tg_req_lock_wait \
+  tg_req_secrets tg_req_keep tg_req_actor tg_req_run tg_req_lock_wait tg_req_expect \
   tg_req_backup_script tg_req_backup
 
 tg_main() {
@@ -56,10 +57,10 @@ tg_main() {
   case ${1:-} in
     deploy) tg_deploy ;;
     status) tg_status ;;
-    previous) tg_previous_op ;;
+    deployed) tg_deployed_op ;;
     backup | backups | restore) tg_data_op "$1" ;;
     *)
-      tg_say "usage: bash -s -- deploy|status|previous|backup|backups|restore"
+      tg_say "usage: bash -s -- deploy|status|deployed|backup|backups|restore"
       return "${tg_results[refused]}"
       ;;
   esac
@@ -182,6 +183,7 @@ tg_bad_request() {
       repository) [[ $tg_req_repository == [!-]* && $tg_req_repository != *[[:cntrl:]]* ]] ;;
       branch) git check-ref-format --branch "$tg_req_branch" >/dev/null 2>&1 ;;
       commit) tg_is_sha "$tg_req_commit" ;;
+      expect) [[ $tg_req_expect == - || $tg_req_expect == none ]] || tg_is_sha "$tg_req_expect" ;;
       pull | allow_downgrade | stored_secrets) [[ ${!name} == [01] ]] ;;
       timeout) [[ $tg_req_timeout =~ ^[1-9][0-9]{0,4}$ ]] ;;
       lock_wait) [[ $tg_req_lock_wait =~ ^[0-9]{1,4}$ ]] ;;
@@ -613,7 +615,7 @@ tg_deploy_step() {
 tg_deploy() {
   local problem sha=none
   problem=$(tg_bad_request root repository branch commit pull timeout health_url \
-    allow_downgrade stored_secrets secrets keep actor run lock_wait)
+    allow_downgrade stored_secrets secrets keep actor run lock_wait expect)
   if [[ -n $problem ]]; then
     tg_say "deploy: the request's $problem"
     tg_is_sha "${tg_req_commit-}" && sha=$tg_req_commit
@@ -669,6 +671,16 @@ tg_deploy() {
 
   tg_step_lock
   tg_previous=$(tg_read_deployed) # may have changed while we waited
+  # The CLI checked what this commit does to the data against the commit it
+  # saw running: another one running now was never checked (unless it is this
+  # commit: deploying it again changes no data).
+  if [[ $tg_req_expect != - && $tg_req_expect != "${tg_previous:-none}" \
+    && $tg_previous != "$tg_commit" ]]; then
+    tg_say "the VM runs ${tg_previous:-nothing} now, not $tg_req_expect, which this deploy" \
+      "was checked against (another deploy ran meanwhile); nothing was changed: deploy again"
+    tg_note="reason=deployed-changed"
+    tg_finish refused "$tg_commit"
+  fi
 
   if ! tg_step_fetch; then
     tg_on_signal_received
@@ -782,20 +794,21 @@ tg_status() {
   if ((sync)); then tg_verdict in-sync; else tg_verdict out-of-sync; fi
 }
 
-# ---------------------------------------------------------------- previous
+# ---------------------------------------------------------------- deployed
 
-# The newest commit in the history, other than the deployed one, that is older
-# than it and whose secrets are stored.
-tg_previous_op() {
+# The deployed commit, then the newest commit in the history, other than the
+# deployed one, that is older than it and whose secrets are stored.
+tg_deployed_op() {
   local problem deployed sha
   problem=$(tg_bad_request root)
   if [[ -n $problem ]]; then
-    tg_say "previous: the request's $problem"
+    tg_say "deployed: the request's $problem"
     return "${tg_results[refused]}"
   fi
   tg_root=${tg_req_root%/}
   tg_checkout="$tg_root/checkout"
   deployed=$(tg_read_deployed)
+  tg_marker "deployed ${deployed:-none}"
   if [[ -n $deployed && -f "$tg_root/history" ]]; then
     while read -r sha; do
       if tg_is_sha "$sha" && [[ $sha != "$deployed" && -f $(tg_secrets_file "$sha") ]] \

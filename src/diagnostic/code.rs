@@ -68,6 +68,7 @@ codes! {
     IntervalMinAboveInterval = "interval-min-above-interval": "`interval_min` is greater than `interval`.",
     MysqlRootUser = "mysql-root-user": "The tracker would connect to MySQL as `root`.",
     ExternalMysqlSetting = "external-mysql-setting": "`image` or `root_password` with an external MySQL server, where they do nothing.",
+    ImpossibleAcknowledgement = "impossible-acknowledgement": "An `acknowledge_data_loss` id for a change that does not lead to this file: the database, service or volume it names is not what the file has.",
     InvalidSchedule = "invalid-schedule": "`backup.schedule` is not a 5-field cron expression.",
     BackupInCheckout = "backup-in-checkout": "`backup.path` inside the VM's checkout, which every deploy cleans.",
     BackupWithoutRootPassword = "backup-without-root-password": "A backup of MySQL without the `root_password` its verification needs.",

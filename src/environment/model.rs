@@ -36,6 +36,10 @@ pub struct EnvironmentFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https: Option<Https>,
     pub deploy: Deploy,
+    /// The data losses this version accepts, by id (`database-driver:mysql->sqlite3`):
+    /// deploy refuses any other, and an id that names no loss.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledge_data_loss: Vec<String>,
 }
 
 impl EnvironmentFile {

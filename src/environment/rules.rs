@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use super::Environment;
 use super::document::Document;
 use super::image::{ImageRef, tracker_image_facts};
 use super::model::{ConfigSchema, Database, EnvironmentFile, TlsService};
 use super::placeholder;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::stack::{Stack, loss};
 
 /// The environment name is the file stem: `[a-z][a-z0-9-]*`, no trailing or double dash.
 pub fn check_name(name: &str) -> Option<Diagnostic> {
@@ -346,6 +348,7 @@ const RULES: &[Rule] = &[
     backup_database,
     pinned_images,
     valid_branch_name,
+    possible_acknowledgements,
     configured,
     authenticated_when_published,
     https_serves_a_domain,
@@ -712,6 +715,43 @@ fn valid_branch_name(env: &EnvironmentFile, document: &Document, found: &mut Vec
                 .with_hint("for example \"deploy/production\""),
             );
         }
+    }
+}
+
+/// Each acknowledged data loss leads to what the file has: acknowledging
+/// `database-driver:mysql->sqlite3` in a file still on MySQL names a change
+/// that is not happening, and would accept it, unseen, when it does.
+fn possible_acknowledgements(
+    env: &EnvironmentFile,
+    document: &Document,
+    found: &mut Vec<Diagnostic>,
+) {
+    if env.acknowledge_data_loss.is_empty() {
+        return;
+    }
+    let stack = Stack::build(&Environment {
+        name: String::new(),
+        path: Default::default(),
+        file: env.clone(),
+    });
+    for (i, id) in env.acknowledge_data_loss.iter().enumerate() {
+        // The schema checked the form: `None` cannot happen here.
+        let Some(Err(problem)) = loss::possible(id, &stack) else {
+            continue;
+        };
+        let pointer = format!("/acknowledge_data_loss/{i}");
+        found.push(
+            Diagnostic::error(
+                Code::ImpossibleAcknowledgement,
+                pointer.clone(),
+                document.value_span(&pointer),
+                format!("`{id}` acknowledges a change this file does not make: {problem}"),
+            )
+            .with_hint(
+                "name the loss exactly as the plan shows it, or remove the acknowledgement \
+                 (one left in the file would accept that loss again later)",
+            ),
+        );
     }
 }
 

@@ -1,4 +1,5 @@
-//! A plan as Markdown, for a job summary or a pull request comment: a line per
+//! A plan as Markdown, for a job summary or a pull request comment: the
+//! changes that lose data first, in an alert no reviewer can miss; a line per
 //! environment with its counts, then for each one that changes its
 //! description, the services that change (unchanged ones named once), what
 //! each recreation costs, its endpoints before and after, its topology as a
@@ -95,12 +96,17 @@ fn leave_out(blocks: &mut Vec<Block>, limit: usize, full_plan_at: &str) {
         total -= blocks[i].savings();
         blocks[i].text = blocks[i].fallback.take().unwrap_or_default();
     }
-    blocks.insert(1, Block::fixed(note));
+    let head = blocks
+        .iter()
+        .position(|b| b.text.starts_with("## "))
+        .unwrap_or(0);
+    blocks.insert(head + 1, Block::fixed(note));
 }
 
 /// The Markdown in pieces; the ones with a fallback can be shortened.
 fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
-    let mut blocks = vec![Block::fixed(head(plan))];
+    let mut blocks: Vec<Block> = data_loss(plan).into_iter().map(Block::fixed).collect();
+    blocks.push(Block::fixed(head(plan)));
     // An environment whose own record alone changes has nothing to review.
     for env in plan
         .environments
@@ -123,6 +129,57 @@ fn blocks(plan: &Plan, full_plan_at: &str) -> Vec<Block> {
         );
     }
     blocks
+}
+
+/// The data losses of every environment, as GitHub alerts: those deploy
+/// would refuse and those acknowledged, then stale acknowledgements.
+fn data_loss(plan: &Plan) -> Option<String> {
+    let mut losses = String::new();
+    let mut stale = String::new();
+    for env in &plan.environments {
+        let name = display_text(&env.name);
+        for checked in &env.data_loss.losses {
+            let loss = &checked.loss;
+            let state = if checked.acknowledged {
+                "acknowledged"
+            } else {
+                "**NOT acknowledged: deploy refuses it**"
+            };
+            let _ = writeln!(
+                losses,
+                "> - **{name}** `{}` ({state}): {}: **{}**.",
+                loss.id, loss.change, loss.consequence
+            );
+        }
+        for id in &env.data_loss.stale {
+            let _ = writeln!(
+                stale,
+                "> - **{name}** acknowledges `{id}`, which this change does not make"
+            );
+        }
+    }
+    if losses.is_empty() && stale.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    if !losses.is_empty() {
+        let _ = write!(
+            text,
+            "> [!CAUTION]\n> **DATA LOSS.** Deploying this loses or orphans data:\n>\n{losses}>\n\
+             > `deploy` refuses a loss its environment file does not name in \
+             `acknowledge_data_loss` (the id above); named there, it is reviewed here.\n\n"
+        );
+    }
+    if !stale.is_empty() {
+        let _ = write!(
+            text,
+            "> [!WARNING]\n> **Stale acknowledgements.**\n>\n{stale}>\n\
+             > Remove an acknowledgement once its change is deployed: left in, it would accept \
+             the same loss again later, unseen. `deploy` refuses one that names no loss of the \
+             commit it deploys.\n\n"
+        );
+    }
+    Some(text)
 }
 
 /// The title, the count of environments that change, a line for each.
@@ -542,5 +599,39 @@ mod tests {
     fn fences_outgrow_backticks_in_the_text() {
         assert_eq!(fence("a ``` b"), "````");
         assert_eq!(fence("plain"), "```");
+    }
+
+    #[test]
+    fn data_loss_leads_the_plan() {
+        let base = rendered(r#""prometheus": {},"#);
+        let now = rendered(r#""prometheus": { "persist_data": false },"#);
+        let markdown = render(&plan_between(&base, now));
+        assert!(
+            markdown.starts_with("> [!CAUTION]\n> **DATA LOSS.**"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains(
+                "> - **test** `volume-dropped:prometheus_data` (**NOT acknowledged: deploy refuses it**): \
+                 `prometheus` no longer mounts volume `prometheus_data`: **volume"
+            ),
+            "{markdown}"
+        );
+        let first_heading = markdown.find("## tracker-gitops plan").unwrap();
+        assert!(markdown.find("DATA LOSS").unwrap() < first_heading);
+        // Acknowledged, it is still shown first; once deployed, the
+        // acknowledgement left in is stale.
+        let acknowledged = r#""prometheus": { "persist_data": false }, "acknowledge_data_loss": ["volume-dropped:prometheus_data"],"#;
+        let markdown = render(&plan_between(&base, rendered(acknowledged)));
+        assert!(markdown.contains("(acknowledged)"), "{markdown}");
+        let markdown = render(&plan_between(
+            &rendered(acknowledged),
+            rendered(acknowledged),
+        ));
+        assert!(
+            markdown.starts_with("> [!WARNING]\n> **Stale acknowledgements.**"),
+            "{markdown}"
+        );
+        assert!(!render(&plan_between(&base, rendered(""))).contains("> [!WARNING]"));
     }
 }

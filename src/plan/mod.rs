@@ -24,6 +24,7 @@ pub use endpoints::{EndpointPlan, EndpointSide};
 use crate::diff::{self, ChangeKind};
 use crate::git;
 use crate::render::{Rendered, STACK_FILE};
+use crate::stack::loss::Gate;
 use crate::stack::{self, Cost, Port, Reason, Service, ServiceChange, Stack};
 use crate::tree::Tree;
 
@@ -88,6 +89,9 @@ pub struct EnvironmentPlan {
     /// dependencies change. Only drawn: the data is the stack file's diff.
     #[serde(skip)]
     pub topology: Option<Stack>,
+    /// The changes that lose data, and the acknowledgements that name none
+    /// of them; shown before anything else.
+    pub data_loss: Gate,
     /// The files that differ, by path.
     pub files: Vec<FilePlan>,
 }
@@ -254,10 +258,15 @@ impl EnvironmentPlan {
             }
             (_, after) => after.cloned(),
         };
+        let data_loss = match after {
+            Some(after) => Gate::between(before, after, &after.acknowledged_data_loss),
+            None => Gate::default(),
+        };
         Self {
             name,
             description: None,
             change,
+            data_loss,
             counts: services.iter().map(|s| Counts::of(&s.change)).sum(),
             endpoints: endpoints::compare(
                 &before.map_or_else(Vec::new, |s| endpoints::at_base(s, now)),

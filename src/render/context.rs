@@ -207,6 +207,20 @@ impl<'a> GrafanaDatasources<'a> {
     }
 }
 
+/// `grafana-dashboards.yml.hbs`.
+#[derive(Serialize)]
+pub(super) struct GrafanaDashboards<'a> {
+    header: &'a str,
+    /// The dashboards' directory inside the container.
+    path: String,
+}
+
+impl<'a> GrafanaDashboards<'a> {
+    pub(super) fn new(header: &'a str, path: String) -> Self {
+        Self { header, path }
+    }
+}
+
 /// `backup.sh.hbs`.
 #[derive(Serialize)]
 pub(super) struct BackupScript<'a> {

@@ -47,6 +47,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/grafana-datasources.yml.hbs"),
     ),
     (
+        "grafana-dashboards.yml.hbs",
+        include_str!("../../templates/grafana-dashboards.yml.hbs"),
+    ),
+    (
         "Caddyfile.hbs",
         include_str!("../../templates/Caddyfile.hbs"),
     ),
@@ -170,8 +174,12 @@ struct Manifest {
 /// The stack recorded in a rendered tree; `None` when the tree has no
 /// [`STACK_FILE`] (rendered by an older version, or not a render at all).
 pub fn recorded_stack(tree: &Tree) -> Option<Result<Stack, serde_json::Error>> {
-    let bytes = tree.get(STACK_FILE)?;
-    Some(serde_json::from_slice::<Manifest>(bytes).map(|manifest| manifest.stack))
+    tree.get(STACK_FILE).map(read_stack)
+}
+
+/// The stack in the bytes of a [`STACK_FILE`].
+pub fn read_stack(bytes: &[u8]) -> Result<Stack, serde_json::Error> {
+    serde_json::from_slice::<Manifest>(bytes).map(|manifest| manifest.stack)
 }
 
 /// An environment rendered: the stack (with config hashes) and every file.
@@ -244,6 +252,23 @@ pub fn render(env: &Environment, templates: &Templates) -> Result<Rendered, Erro
                 &context::GrafanaDatasources::new(&header),
             )?,
         );
+        let dir = grafana::PROVISIONING_DIR;
+        tree.insert(
+            dir.tree_path(grafana::DASHBOARD_PROVIDER_FILE),
+            templates.render(
+                "grafana-dashboards.yml.hbs",
+                &context::GrafanaDashboards::new(
+                    &header,
+                    dir.container_path(grafana::DASHBOARDS_DIR),
+                ),
+            )?,
+        );
+        for (name, json) in grafana::DASHBOARDS {
+            tree.insert(
+                dir.tree_path(&format!("{}/{name}", grafana::DASHBOARDS_DIR)),
+                json,
+            );
+        }
     }
     if let Some(backup) = &env.file.backup {
         tree.insert(

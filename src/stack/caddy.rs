@@ -24,7 +24,7 @@ pub const CONFIG_FILE: &str = "Caddyfile";
 pub const CA_ROOT_FILE: &str = "ca-root.pem";
 /// Certificates, keys and the ACME account (`$XDG_DATA_HOME/caddy`).
 const DATA_DIR: &str = "/data";
-const DATA_VOLUME: &str = "caddy_data";
+pub const DATA_VOLUME: &str = "caddy_data";
 /// A plain-HTTP site's port on loopback inside the container, for the
 /// healthcheck: it answers only when Caddy's HTTP server is up.
 pub const HEALTH_PORT: u16 = 2080;

@@ -5,6 +5,8 @@ use super::{Component, Service, healthcheck, secret_path};
 use crate::environment::{DEFAULT_MYSQL_IMAGE, Database, Environment};
 
 pub const SERVICE: &str = "mysql";
+/// The named volume that holds its data.
+pub const VOLUME: &str = "mysql_data";
 
 /// Secret names inside the stack.
 const PASSWORD_SECRET: &str = "mysql_password";
@@ -50,6 +52,6 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         // Chosen by MySQL at first start, so rendering stays deterministic.
         None => component.service.env("MYSQL_RANDOM_ROOT_PASSWORD", "yes"),
     }
-    component.volume("mysql_data", "/var/lib/mysql");
+    component.volume(VOLUME, "/var/lib/mysql");
     Some(component)
 }

@@ -1,5 +1,6 @@
 //! The Grafana service: dashboards over Prometheus, which it reaches on the
-//! `visualization` network; provisioned with Prometheus as its datasource.
+//! `visualization` network; provisioned with Prometheus as its datasource and
+//! with the dashboards written for the tracker's two scrape jobs.
 
 use super::{
     BindDir, Component, EndpointKind, Scheme, Service, healthcheck, prometheus, secret_path,
@@ -8,6 +9,8 @@ use crate::environment::Environment;
 
 pub const SERVICE: &str = "grafana";
 pub const PORT: u16 = 3000;
+/// The named volume that holds its data.
+pub const VOLUME: &str = "grafana_data";
 
 /// Grafana's provisioning directory; holds [`DATASOURCES_FILE`].
 pub const PROVISIONING_DIR: BindDir = BindDir {
@@ -15,6 +18,22 @@ pub const PROVISIONING_DIR: BindDir = BindDir {
     container: "/etc/grafana/provisioning",
 };
 pub const DATASOURCES_FILE: &str = "datasources/prometheus.yml";
+/// The dashboard provider, which loads [`DASHBOARDS`] from [`DASHBOARDS_DIR`].
+pub const DASHBOARD_PROVIDER_FILE: &str = "dashboards/tracker-gitops.yml";
+/// Where the dashboards go in [`PROVISIONING_DIR`].
+pub const DASHBOARDS_DIR: &str = "dashboards/tracker-gitops";
+/// The dashboards by file name: JSON Grafana loads as it is (not templates:
+/// their legends hold Grafana's own `{{label}}` placeholders).
+pub const DASHBOARDS: [(&str, &str); 2] = [
+    (
+        "tracker-stats.json",
+        include_str!("../../templates/grafana-dashboards/tracker-stats.json"),
+    ),
+    (
+        "tracker-metrics.json",
+        include_str!("../../templates/grafana-dashboards/tracker-metrics.json"),
+    ),
+];
 
 /// The admin password, as a secret inside the stack.
 const PASSWORD_SECRET: &str = "grafana_admin_password";
@@ -49,7 +68,7 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
         component.serve(EndpointKind::Grafana, Scheme::Http, g.publish, PORT, "/");
     }
     component.secret(PASSWORD_SECRET, g.admin_password.name());
-    component.volume("grafana_data", "/var/lib/grafana");
+    component.volume(VOLUME, "/var/lib/grafana");
     component.reach(prometheus::SERVICE, "visualization", false);
     Some(component)
 }

@@ -16,6 +16,7 @@ pub(crate) mod cost;
 mod database;
 mod endpoint;
 pub(crate) mod grafana;
+pub mod loss;
 pub(crate) mod prometheus;
 pub(crate) mod tracker;
 
@@ -28,6 +29,7 @@ use crate::environment::Environment;
 pub use change::{Reason, ServiceChange, compare};
 pub use cost::Cost;
 pub use endpoint::{Endpoint, EndpointKind, Scheme};
+pub use tracker::TrackerDatabase;
 // The name callers outside the stack know it by.
 pub use tracker::health_url as tracker_health_url;
 
@@ -78,6 +80,14 @@ pub struct Stack {
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
     pub secrets: Vec<ComposeSecret>,
+    /// Where the tracker keeps its data; `None` in stacks recorded before
+    /// tracker-gitops recorded it.
+    #[serde(default)]
+    pub database: Option<TrackerDatabase>,
+    /// The data losses ([`loss::DataLoss::id`]) the environment accepts for
+    /// this version (its `acknowledge_data_loss`): deploy refuses the others.
+    #[serde(default)]
+    pub acknowledged_data_loss: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +376,8 @@ impl Stack {
             networks: Vec::new(),
             volumes: Vec::new(),
             secrets: Vec::new(),
+            database: Some(TrackerDatabase::of(&env.file.tracker.core.database)),
+            acknowledged_data_loss: env.file.acknowledge_data_loss.clone(),
         };
         let mut links = Vec::new();
         for component in components {

@@ -17,6 +17,8 @@ pub const CONFIG_FILE: &str = "prometheus.yml";
 /// Where Prometheus keeps its metrics: a volume with `persist_data`, else the
 /// container's own filesystem.
 pub const DATA_DIR: &str = "/prometheus";
+/// The named volume that holds its data.
+pub const VOLUME: &str = "prometheus_data";
 
 /// The tracker's admin token, as a secret inside the stack.
 const TOKEN_SECRET: &str = "tracker_admin_token";
@@ -53,7 +55,7 @@ pub(super) fn component(env: &Environment) -> Option<Component> {
     component.service.ports[0].note =
         Some("no authentication: keep it off the internet (loopback or a firewall)".into());
     if p.persist_data {
-        component.volume("prometheus_data", DATA_DIR);
+        component.volume(VOLUME, DATA_DIR);
     }
     component.secret(TOKEN_SECRET, env.file.tracker.http_api.admin_token.name());
     // Prometheus retries failed scrapes, so it needs the tracker started, not healthy.

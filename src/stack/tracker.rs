@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     BindDir, Component, EndpointKind, EnvVar, Part, Scheme, Service, database, healthcheck,
 };
@@ -33,6 +35,40 @@ pub fn driver(database: &Database) -> &'static str {
     match database {
         Database::Sqlite { .. } => "sqlite3",
         Database::Mysql(_) => "mysql",
+    }
+}
+
+/// Where the tracker finds its data: what a change must keep for the tracker
+/// to start on the data it had (compared by [`super::loss`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver")]
+pub enum TrackerDatabase {
+    #[serde(rename = "sqlite3")]
+    Sqlite {
+        /// The database file, relative to the compose file.
+        file: String,
+    },
+    #[serde(rename = "mysql")]
+    Mysql {
+        /// [`database::SERVICE`] for the stack's own server.
+        host: String,
+        port: u16,
+        name: String,
+    },
+}
+
+impl TrackerDatabase {
+    pub fn of(database: &Database) -> Self {
+        match database {
+            Database::Sqlite { database_name } => Self::Sqlite {
+                file: DATA_DIR.tree_path(&format!("{SQLITE_DIR}/{database_name}")),
+            },
+            Database::Mysql(mysql) => Self::Mysql {
+                host: mysql.host.clone(),
+                port: mysql.port,
+                name: mysql.database_name.clone(),
+            },
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::{
     Ctx, INFOHASH, Vm, container, e2e_project, environment, http_get, http_request, random_hex, sh,
-    tracker_health,
+    tracker_health, vm_state,
 };
 use crate::harness::{Project, tracker_bin_dir};
 
@@ -273,14 +273,47 @@ fn data_e2e_mysql_then_sqlite_backup_and_restore() {
         assert!(dropped.status.success(), "{dropped:?}");
     }));
 
-    // SQLite: the same steps
-    project.write(
-        ENV_FILE,
-        serde_json::to_string_pretty(&data_environment(&vm, json!({ "driver": "sqlite3" })))
-            .unwrap(),
-    );
+    // (5) MySQL to SQLite loses the tracker's data: refused without an
+    // acknowledgement, the VM untouched; acknowledged, deployed after an
+    // automatic, verified backup of the MySQL database
+    let mut sqlite = data_environment(&vm, json!({ "driver": "sqlite3" }));
+    project.write(ENV_FILE, serde_json::to_string_pretty(&sqlite).unwrap());
     ctx.publish("SQLite with backups", None);
-    ctx.deploy().expect(0);
+    let before = vm_state(&vm);
+    let loss = "database-driver:mysql->sqlite3";
+    let run = ctx.deploy().expect(2);
+    assert!(
+        run.stderr()
+            .contains(&format!("DATA LOSS (NOT acknowledged) [{loss}]")),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(vm_state(&vm), before, "the VM was touched");
+    sqlite["acknowledge_data_loss"] = json!([loss]);
+    project.write(ENV_FILE, serde_json::to_string_pretty(&sqlite).unwrap());
+    let acknowledged = ctx.publish("SQLite, the MySQL data left behind acknowledged", None);
+    let started = Instant::now();
+    let run = ctx.deploy().expect(0);
+    let wall = started.elapsed();
+    let backed_up = run
+        .stderr()
+        .lines()
+        .find(|l| l.starts_with("backed up ") && l.contains(": mysql database,"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no backup before the loss: {}", run.stderr()));
+    assert!(backed_up.ends_with("(verified)"), "{backed_up}");
+    let audit = std::fs::read_to_string(format!("{}/audit.log", vm.root)).unwrap();
+    let last: Vec<_> = audit.lines().rev().take(2).collect();
+    assert!(
+        last[0].contains(&format!("commit={acknowledged} result=deployed"))
+            && last[1].contains("op=backup"),
+        "{audit}"
+    );
+    figures.push(format!(
+        "mysql->sqlite3: refused unacknowledged; acknowledged: {backed_up}, then deployed \
+         ({:.2}s wall)",
+        wall.as_secs_f64()
+    ));
     let database = format!(
         "{}/checkout/storage/tracker/lib/database/sqlite3.db",
         vm.root

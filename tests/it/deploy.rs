@@ -719,3 +719,156 @@ fn deploy_e2e_rollout_rollback_lock_and_secrets() {
         assert!(!printed.contains(token.as_str()));
     }
 }
+
+/// What a refused deploy must leave as it was: the deployed record, the
+/// audit log, the checkout's commit and the containers.
+pub(crate) fn vm_state(vm: &Vm) -> (String, String, String, Vec<String>) {
+    let root = Path::new(&vm.root);
+    let head = sh(
+        "git",
+        &[
+            // The checkout is the deploy user's.
+            "-c",
+            "safe.directory=*",
+            "-C",
+            root.join("checkout").to_str().unwrap(),
+            "rev-parse",
+            "HEAD",
+        ],
+    );
+    (
+        std::fs::read_to_string(root.join("deployed")).unwrap(),
+        std::fs::read_to_string(root.join("audit.log")).unwrap(),
+        head,
+        ["tracker", "prometheus"].map(container).to_vec(),
+    )
+}
+
+/// A change that loses data (the SQLite file renamed) is refused before the
+/// VM is touched until the environment acknowledges it; an acknowledgement
+/// left in is refused as stale; a rollback across the change needs its own.
+#[test]
+#[ignore = "needs .ci/install: docker, sshd, torrust-tracker binaries, root"]
+fn deploy_e2e_data_loss_is_refused_until_acknowledged() {
+    let project = e2e_project();
+    let vm = Vm::start(project.join("vm"), &project.join("origin.git"));
+    project.write(".git/info/exclude", "/origin.git/\n/vm/\n");
+    let ctx = Ctx::new(&project, &vm);
+    let env_file = "environments/e2e.json";
+    let write = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut env = environment(&vm, 120);
+        edit(&mut env);
+        project.write(env_file, serde_json::to_string_pretty(&env).unwrap());
+    };
+    write(&|_| {});
+    let c1 = ctx.publish("e2e environment", None);
+    ctx.deploy().expect(0);
+    tracker_client("udp_tracker_client", "127.0.0.1:6969");
+
+    // (1) the SQLite file renamed, not acknowledged: refused, VM untouched
+    let renamed = |env: &mut serde_json::Value| {
+        env["tracker"]["core"]["database"]["database_name"] = json!("tracker.db");
+    };
+    write(&renamed);
+    ctx.publish("rename the database file", None);
+    let before = vm_state(&vm);
+    let run = ctx.deploy().expect(2);
+    let id = "sqlite-file:sqlite3.db->tracker.db";
+    for text in [
+        format!("DATA LOSS (NOT acknowledged) [{id}]"),
+        "the tracker starts on an EMPTY database".into(),
+        format!("\"acknowledge_data_loss\": [\"{id}\"]"),
+        "nothing was changed on the VM".into(),
+    ] {
+        assert!(run.stderr().contains(&text), "{text}: {}", run.stderr());
+    }
+    assert_eq!(vm_state(&vm), before);
+    eprintln!("refused:\n{}", run.stderr());
+
+    // (2) acknowledged in the environment file: deployed
+    write(&|env| {
+        renamed(env);
+        env["acknowledge_data_loss"] = json!([id]);
+    });
+    let c3 = ctx.publish("acknowledge the renamed database file", None);
+    let run = ctx.deploy().expect(0);
+    assert!(
+        run.stderr()
+            .contains(&format!("DATA LOSS (acknowledged) [{id}]")),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stdout().contains(&format!("deployed {c3} to e2e")));
+    let database = Path::new(&vm.root).join("checkout/storage/tracker/lib/database");
+    assert!(database.join("tracker.db").is_file() && database.join("sqlite3.db").is_file());
+    // Deploying it again is a no-op, not a stale acknowledgement.
+    let run = ctx.deploy().expect(0);
+    assert!(
+        run.stdout().contains(&format!("already at {c3}")),
+        "{}",
+        run.stdout()
+    );
+
+    // (3) the acknowledgement left in with the next change: stale, refused
+    write(&|env| {
+        renamed(env);
+        env["acknowledge_data_loss"] = json!([id]);
+        env["tracker"]["core"]["announce_policy"]["interval"] = json!(300);
+    });
+    ctx.publish("longer interval", None);
+    let before = vm_state(&vm);
+    let run = ctx.deploy().expect(2);
+    assert!(
+        run.stderr().contains(&format!(
+            "acknowledges data losses this deploy does not make: \"{id}\""
+        )),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(vm_state(&vm), before);
+    write(&|env| {
+        renamed(env);
+        env["tracker"]["core"]["announce_policy"]["interval"] = json!(300);
+    });
+    let c5 = ctx.publish("longer interval, acknowledgement removed", None);
+    ctx.deploy().expect(0);
+
+    // (4) a rollback to c1 goes back across the change: it needs its own
+    // acknowledgement, on the command line
+    let rollback = |extra: &[&str]| {
+        let mut args = vec![
+            "rollback",
+            "--env",
+            "e2e",
+            "--to",
+            &c1,
+            "--no-pull",
+            "--timeout",
+            "90",
+        ];
+        args.extend(extra);
+        ctx.run_without_secrets(&args)
+    };
+    let before = vm_state(&vm);
+    let back = "sqlite-file:tracker.db->sqlite3.db";
+    let run = rollback(&[]).expect(2);
+    assert!(
+        run.stderr()
+            .contains(&format!("--acknowledge-data-loss '{back}'")),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(vm_state(&vm), before);
+    let run = rollback(&["--acknowledge-data-loss", back]).expect(0);
+    assert!(
+        run.stdout().contains(&format!("deployed {c1} to e2e")),
+        "{}",
+        run.stderr()
+    );
+    let audit = std::fs::read_to_string(Path::new(&vm.root).join("audit.log")).unwrap();
+    assert!(!audit.contains("result=refused"), "{audit}");
+    assert!(
+        audit.contains(&format!("commit={c5} result=deployed")),
+        "{audit}"
+    );
+}

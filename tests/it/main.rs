@@ -2,6 +2,7 @@
 //! `harness`.
 
 mod action;
+mod dashboards;
 mod data;
 mod deploy;
 mod github;

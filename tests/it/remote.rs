@@ -131,6 +131,7 @@ impl Vm {
             keep: &KEEP,
             caller: &self.caller,
             lock_wait: Duration::from_secs(1),
+            expect: None,
         }
     }
 
@@ -450,22 +451,73 @@ fn remote_downgrade_is_refused_unless_asked_for() {
     assert_eq!(vm.deployed(), c1);
 }
 
-/// `previous` names the commit deployed before; a deploy of it with the
-/// stored secrets (what `rollback` does) runs it as it ran.
+/// A deploy checked against the commit the VM ran is refused when another
+/// one runs by the time it holds the lock (unless that is the commit it
+/// deploys); checked against the right one, it goes ahead.
 #[test]
-fn remote_previous_and_a_rollback_with_stored_secrets() {
+fn remote_deploy_checked_against_another_running_commit_is_refused() {
+    let vm = Vm::new();
+    let token = secrets(&[("TOKEN", "a")]);
+    let c1 = vm.commit(&compose("TOKEN", "ok", "healthy"));
+    vm.deploy(&c1, &token).expect(Outcome::Deployed, &c1);
+    let c2 = vm.commit(&compose("TOKEN", "ok", "healthy"));
+    let (root, origin) = (vm.root(), vm.path("origin.git"));
+    let script = |expect: Option<&str>| {
+        let mut request = vm.request(root.to_str().unwrap(), origin.to_str().unwrap(), &c2);
+        request.expect = Some(expect);
+        request.script(SecretSource::Sent(&token))
+    };
+    let ups = || vm.read("state/calls").matches("compose up").count();
+    let before = ups();
+    for stale in [None, Some("0".repeat(40))] {
+        let ran = vm.run("deploy", &script(stale.as_deref()));
+        let ran = ran.expect(Outcome::Refused, &c2);
+        assert!(
+            ran.stderr().contains("another deploy ran meanwhile"),
+            "{}",
+            ran.stderr()
+        );
+        assert_eq!(
+            (vm.deployed(), vm.head(), ups()),
+            (c1.clone(), c1.clone(), before)
+        );
+        assert!(
+            audit_lines(&vm)
+                .last()
+                .unwrap()
+                .ends_with(" reason=deployed-changed")
+        );
+    }
+    vm.run("deploy", &script(Some(&c1)))
+        .expect(Outcome::Deployed, &c2);
+    // Checked against c1 while another deploy put c2 in place: nothing to check.
+    vm.run("deploy", &script(Some(&c1)))
+        .expect(Outcome::Noop, &c2);
+}
+
+/// `deployed` names the running commit and the one deployed before; a
+/// deploy of that one with the stored secrets (what `rollback` does) runs it
+/// as it ran.
+#[test]
+fn remote_deployed_and_a_rollback_with_stored_secrets() {
     let vm = Vm::new();
     let root = vm.root();
-    let previous = deploy::previous_prelude(root.to_str().unwrap()).script();
+    let previous = deploy::deployed_prelude(root.to_str().unwrap()).script();
+    let answer = vm.run("deployed", &previous);
+    assert_eq!(
+        answer.stdout(),
+        format!("{MARKER}deployed none\n{MARKER}previous none\n")
+    );
     let c1 = vm.commit(&compose("TOKEN", "ok", "healthy"));
     vm.deploy(&c1, &secrets(&[("TOKEN", "one")]))
         .expect(Outcome::Deployed, &c1);
-    let answer = vm.run("previous", &previous);
+    let answer = vm.run("deployed", &previous);
+    assert!(answer.stdout().contains(&format!("{MARKER}deployed {c1}")));
     assert!(answer.stdout().contains(&format!("{MARKER}previous none")));
     let c2 = vm.commit(&compose("TOKEN2", "ok", "healthy"));
     vm.deploy(&c2, &secrets(&[("TOKEN2", "two")]))
         .expect(Outcome::Deployed, &c2);
-    let answer = vm.run("previous", &previous);
+    let answer = vm.run("deployed", &previous);
     assert!(
         answer.stdout().contains(&format!("{MARKER}previous {c1}")),
         "{}",
@@ -476,7 +528,7 @@ fn remote_previous_and_a_rollback_with_stored_secrets() {
     vm.run("deploy", &script).expect(Outcome::Deployed, &c1);
     assert_eq!(vm.read("state/env"), "TOKEN=one\n");
     // Going back once more: nothing older than c1.
-    let answer = vm.run("previous", &previous);
+    let answer = vm.run("deployed", &previous);
     assert!(answer.stdout().contains(&format!("{MARKER}previous none")));
     // A commit whose secrets are not kept is refused.
     let c3 = vm.commit(&compose("TOKEN", "ok", "healthy"));
