@@ -8,12 +8,14 @@
 //! [`stack`] (what runs) → [`render`] (files, as a [`tree::Tree`]) → [`diff`]
 //! (a tree vs disk or git) → `output` (the `build/` directory) → `plan`
 //! (the model from a base revision; its Markdown) → [`publish`] →
-//! `github` → `verify` → [`deploy`]; `git` is the repository access
-//! they share, `diagnostic` reports problems in environment files and
-//! `actions` is the GitHub Actions I/O (step outputs, job summary, workflow
-//! commands). [`import`] is a way in beside the pipeline: an environment of
-//! the upstream deployer becomes an environment file. [`cli`] is no stage: it parses the command line, calls the
-//! stages and maps their results to exit codes.
+//! `github` → `verify` → [`deploy`] (and the VM's data: backup, restore).
+//! `git` is the repository access they share, `project` finds the project
+//! root, `diagnostic` reports problems in environment files and `actions` is
+//! the GitHub Actions I/O (step outputs, job summary, workflow commands).
+//! Two ways in beside the pipeline: [`import`] turns an environment of the
+//! upstream deployer into an environment file, `workflows` writes the GitHub
+//! workflows a repository needs. [`cli`] is no stage: it parses the command
+//! line, calls the stages and maps their results to exit codes.
 
 pub(crate) mod actions;
 pub mod cli;
