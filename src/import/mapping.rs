@@ -257,6 +257,8 @@ pub fn map(file: &upstream::File, name: &str, document: &Document) -> (Environme
         https: None,
         backup,
         deploy,
+        // A first deploy replaces no stack of ours: nothing to acknowledge.
+        acknowledge_data_loss: Vec::new(),
     };
     let served = !result.domains().is_empty();
     result.https = file
