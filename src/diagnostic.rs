@@ -158,11 +158,7 @@ impl FileReport {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.file.source().len());
-        match self.file.location((), offset) {
-            Ok(location) => (location.line_number, location.column_number),
-            Err(_) => (1, 1),
-        }
+        crate::text::line_column(self.file.source(), offset)
     }
 
     pub fn located(&self) -> impl Iterator<Item = Located<'_>> {

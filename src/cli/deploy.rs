@@ -59,7 +59,6 @@ pub fn run(args: &Args) -> Result<Conclusion> {
         let check = vm::check_data_loss(
             &verified,
             deployed.as_deref(),
-            None,
             vm::Acknowledge::InFile(&env),
         )?;
         vm::before_data_loss(&env, &connection, &check, &mut progress)?;

@@ -68,8 +68,7 @@ pub fn run(args: &Args) -> Result<Conclusion> {
     let check = vm::check_data_loss(
         &verified,
         deployed.current.as_deref(),
-        Some(&args.acknowledge_data_loss),
-        vm::Acknowledge::Flag,
+        vm::Acknowledge::Flag(&args.acknowledge_data_loss),
     )?;
     vm::before_data_loss(&env, &connection, &check, &mut json::progress(format))?;
     eprintln!("rolling back {} to {}", env.name, verified.commit);

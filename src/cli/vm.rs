@@ -98,12 +98,13 @@ pub fn verify(
     Ok(verified)
 }
 
-/// How a refused data loss is acknowledged, for the refusal's hint.
+/// Where the acknowledged data losses come from (and so the refusal's hint).
 pub enum Acknowledge<'a> {
-    /// In the environment file (a deploy): reviewed in a pull request.
+    /// The environment file (a deploy), as the verified commit's stack
+    /// records it: reviewed in a pull request.
     InFile(&'a Environment),
-    /// With `--acknowledge-data-loss ID` (a rollback).
-    Flag,
+    /// `--acknowledge-data-loss ID`, repeated (a rollback).
+    Flag(&'a [String]),
 }
 
 /// Compares the stack of the verified commit with the one the VM runs
@@ -113,7 +114,6 @@ pub enum Acknowledge<'a> {
 pub fn check_data_loss(
     verified: &Verified,
     deployed: Option<&str>,
-    acknowledged: Option<&[String]>,
     how: Acknowledge,
 ) -> Result<DataCheck> {
     let new = verified.stack_at(&verified.commit)?.ok_or_else(|| {
@@ -133,7 +133,10 @@ pub fn check_data_loss(
              tracker-gitops): its data cannot be compared"
         );
     }
-    let acknowledged = acknowledged.unwrap_or(&new.acknowledged_data_loss);
+    let acknowledged = match how {
+        Acknowledge::InFile(_) => &new.acknowledged_data_loss,
+        Acknowledge::Flag(ids) => ids,
+    };
     let gate = Gate::between(old.as_ref(), &new, acknowledged);
     let commit = &verified.commit;
     for checked in &gate.losses {
@@ -156,7 +159,7 @@ pub fn check_data_loss(
     };
     let who = match how {
         Acknowledge::InFile(env) => crate::diagnostic::display_path(&env.path),
-        Acknowledge::Flag => "the command line".into(),
+        Acknowledge::Flag(_) => "the command line".into(),
     };
     let missing: Vec<_> = gate.unacknowledged().map(|l| &l.id).collect();
     if !missing.is_empty() {
@@ -165,7 +168,7 @@ pub fn check_data_loss(
                 "add to {who}, in a reviewed pull request: \"acknowledge_data_loss\": [{}]",
                 quoted(missing)
             ),
-            Acknowledge::Flag => missing
+            Acknowledge::Flag(_) => missing
                 .iter()
                 .map(|id| format!("--acknowledge-data-loss '{id}'"))
                 .collect::<Vec<_>>()

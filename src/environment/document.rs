@@ -140,7 +140,7 @@ impl Document {
 
     /// 1-based line and column of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        line_of(&self.text, offset.min(self.text.len()))
+        crate::text::line_column(&self.text, offset)
     }
 
     pub fn place(&self, pointer: &str) -> Option<&Place> {
@@ -259,7 +259,7 @@ impl Builder<'_> {
                     self.check_raw_string(key_range.clone(), &pointer);
                     let child = format!("{pointer}/{}", escape_token(name));
                     if let Some(first) = first_seen.get(name) {
-                        let (line, _) = line_of(self.text, first.start);
+                        let (line, _) = crate::text::line_column(self.text, first.start);
                         self.problems.push(
                             Diagnostic::error(
                                 Code::DuplicateKey,
@@ -320,16 +320,6 @@ impl Builder<'_> {
             );
         }
     }
-}
-
-fn line_of(text: &str, mut offset: usize) -> (usize, usize) {
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]
